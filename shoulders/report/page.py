@@ -1,0 +1,293 @@
+"""``report.html``: one self-contained page that explains a run.
+
+The page embeds every figure as a base64 ``data:`` URI and its CSS inline, needs no JavaScript and loads nothing
+from the network, so it can be mailed, archived or opened offline. Every piece of text comes from files a user
+can edit, so all of it goes through :func:`html.escape`. A missing or unreadable piece (no advice, no history,
+no evaluation yet) becomes a short note in its section; the page is always written.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from string import Template
+from typing import Any, Mapping
+
+from shoulders.report.evaluation import EVALUATION_FILE, HISTORY_FILE, TOP_LOSSES_FILE
+from shoulders.report.plots import confusion_figure, figure_png, history_figure
+
+REPORT_FILE = "report.html"
+CONFIG_ORDER = ("backbone", "weights", "strategy", "data_config", "train", "seed", "versions")
+BAD_IMAGES_SHOWN = 20
+
+_PAGE = Template("""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>$title</title>
+<style>
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0 auto; max-width: 1100px;
+       padding: 0 24px 48px; color: #1d2330; line-height: 1.45; }
+header { border-bottom: 2px solid #3a6ea5; margin-bottom: 8px; }
+nav a { margin-right: 14px; color: #3a6ea5; text-decoration: none; }
+section { margin-top: 28px; }
+h2 { border-bottom: 1px solid #d5dbe5; padding-bottom: 4px; }
+table { border-collapse: collapse; margin: 6px 0 12px; font-size: 14px; }
+th, td { border: 1px solid #d5dbe5; padding: 3px 9px; text-align: left; vertical-align: top; }
+th { background: #eef2f8; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; }
+.note { color: #6b5d00; background: #fff8d6; border-left: 4px solid #e0c200; padding: 6px 10px; }
+.headline { font-size: 18px; }
+.thumbs figure { display: inline-block; margin: 4px; font-size: 12px; }
+.thumbs img { max-width: 160px; }
+</style>
+</head>
+<body>
+<header><h1>$title</h1><p class="headline">$headline</p><nav>$nav</nav></header>
+$body
+</body>
+</html>
+""")
+
+_SECTIONS = (
+    ("config", "Configuration"),
+    ("advice", "Advice"),
+    ("curves", "Training curves"),
+    ("metrics", "Metrics"),
+    ("confusion", "Confusion matrix"),
+    ("top-losses", "Top losses"),
+)
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _fmt(value: Any) -> str:
+    """Escaped scalar; floats get 4 significant digits so tables stay readable."""
+    if isinstance(value, float):
+        return _esc(f"{value:.4g}")
+    return _esc(value)
+
+
+def _note(text: str) -> str:
+    return f'<p class="note">{_esc(text)}</p>'
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _value_html(value: Any) -> str:
+    """Renders nested JSON: mappings as two-column tables, lists of scalars inline, lists of objects as lists."""
+    if isinstance(value, Mapping):
+        if not value:
+            return "<em>empty</em>"
+        rows = "".join(f"<tr><th>{_esc(k)}</th><td>{_value_html(v)}</td></tr>" for k, v in value.items())
+        return f"<table>{rows}</table>"
+    if isinstance(value, (list, tuple)):
+        if all(not isinstance(v, (Mapping, list, tuple)) for v in value):
+            return ", ".join(_fmt(v) for v in value) or "<em>none</em>"
+        return "<ul>" + "".join(f"<li>{_value_html(v)}</li>" for v in value) + "</ul>"
+    return _fmt(value)
+
+
+def _table(header: list[str], rows: list[list[Any]]) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f'<td class="num">{_fmt(c)}</td>' if isinstance(c, (int, float)) else f"<td>{_fmt(c)}</td>"
+                         for c in row) + "</tr>"
+        for row in rows
+    )  # fmt: skip
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _read_json(path: Path, notes: list[str]) -> Any | None:
+    """JSON content of ``path``, or ``None`` (with a note when the file exists but cannot be parsed)."""
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        notes.append(f"{path.name} could not be read ({error}); it was left out.")
+        return None
+
+
+def _config_section(run_dir: Path, config: Any, classes: list[str]) -> str:
+    if not isinstance(config, Mapping):
+        return _note("This run folder has no readable config.json, so its configuration is unknown.")
+    ordered = {k: config[k] for k in CONFIG_ORDER if k in config}
+    ordered.update({k: v for k, v in config.items() if k not in ordered and k != "classes"})
+    parts = [_value_html(ordered), f"<h3>Classes ({len(classes)})</h3><p>{_value_html(classes)}</p>"]
+    bad = run_dir / "bad_images.txt"
+    if bad.is_file():
+        lines = [line for line in bad.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+        shown = "\n".join(lines[:BAD_IMAGES_SHOWN]) + ("\n…" if len(lines) > BAD_IMAGES_SHOWN else "")
+        parts.append(f"<h3>Skipped images ({len(lines)}, see bad_images.txt)</h3><pre>{_esc(shown)}</pre>")
+    return "".join(parts)
+
+
+def _advice_section(run_dir: Path, advice: Any) -> str:
+    if not isinstance(advice, Mapping):
+        return _note("This run had no advice (advice.json is absent): its strategy was chosen by hand.")
+    summary = {k: advice[k] for k in ("quadrant", "similarity") if k in advice}
+    parts = [_value_html(summary) if summary else ""]
+    for key, title in (("size", "Dataset size"), ("plan", "Plan")):
+        if key in advice:
+            parts.append(f"<h3>{title}</h3>{_value_html(advice[key])}")
+    reasons = advice.get("reasons") or []
+    if reasons:
+        parts.append("<h3>Reasons</h3><ul>" + "".join(f"<li>{_esc(r)}</li>" for r in reasons) + "</ul>")
+    matrix = run_dir / "matrix.png"
+    if matrix.is_file():
+        parts.append(_img(matrix.read_bytes(), "size-similarity matrix"))
+    return "".join(parts)
+
+
+def _curves_section(run_dir: Path) -> str:
+    history = run_dir / HISTORY_FILE
+    if not history.is_file():
+        return _note("No history.csv in this run folder, so there are no training curves.")
+    try:
+        return _img(figure_png(history_figure(history)), "training curves")
+    except (OSError, ValueError, KeyError) as error:
+        return _note(f"history.csv could not be plotted: {error}")
+
+
+def _overall_rows(evaluation: Mapping[str, Any]) -> list[list[Any]]:
+    m = evaluation["metrics"]
+    rows: list[list[Any]] = [["split", evaluation.get("split", "?")]]
+    rows += [[key, m[key]] for key in ("n_samples", "accuracy", "balanced_accuracy") if key in m]
+    rows += [[f"top-{k} accuracy", v] for k, v in m.get("top_k_accuracy", {}).items()]
+    rows += [[key, m[key]] for key in ("log_loss", "ece") if key in m]
+    for avg in ("macro_avg", "weighted_avg"):
+        rows += [[f"{avg.replace('_avg', '')} {k}", v] for k, v in m.get(avg, {}).items()]
+    return rows
+
+
+def _metrics_section(evaluation: Mapping[str, Any] | None, recorded: Any) -> str:
+    parts = []
+    if isinstance(recorded, Mapping) and recorded:
+        parts.append("<h3>Recorded at training</h3>" + _table(["metric", "value"], [[k, v] for k, v in recorded.items()
+                                                                                   if not isinstance(v, (dict, list))]))
+    if evaluation and isinstance(evaluation.get("metrics"), Mapping):
+        per_class = evaluation["metrics"].get("per_class", {})
+        rows = [[name, v["precision"], v["recall"], v["f1"], v["support"]] for name, v in per_class.items()]
+        parts.append("<h3>Evaluation</h3>" + _table(["metric", "value"], _overall_rows(evaluation)))
+        parts.append("<h3>Per class</h3>" + _table(["class", "precision", "recall", "f1", "support"], rows))
+    else:
+        parts.append(_note("No evaluation yet: run `shoulders evaluate` on this run for per-class metrics."))
+    return "".join(parts)
+
+
+def _confusion_section(evaluation: Mapping[str, Any] | None, classes: list[str]) -> str:
+    metrics = (evaluation or {}).get("metrics") or {}
+    if "confusion_matrix" not in metrics:
+        return _note("No evaluation yet, so no confusion matrix: run `shoulders evaluate` on this run.")
+    names = classes or list(metrics.get("per_class", {}))
+    try:
+        parts = [_img(figure_png(confusion_figure(metrics["confusion_matrix"], names)), "confusion matrix")]
+    except ValueError as error:
+        parts = [_note(f"The confusion matrix could not be drawn: {error}")]
+    pairs = metrics.get("most_confused") or []
+    if pairs:
+        rows = [[p["true"], p["predicted"], p["count"]] for p in pairs]
+        parts.append("<h3>Most confused</h3>" + _table(["true", "predicted as", "count"], rows))
+    else:
+        parts.append(_note("No class was confused with another."))
+    return "".join(parts)
+
+
+def _top_losses_section(run_dir: Path, evaluation: Mapping[str, Any] | None, classes: list[str]) -> str:
+    if not evaluation or "top_losses" not in evaluation:
+        return _note("No evaluation yet, so no top losses: run `shoulders evaluate` on this run.")
+    items = evaluation["top_losses"]
+    if not items:
+        return _note("Every image of the evaluated split was classified correctly.")
+    gallery = run_dir / TOP_LOSSES_FILE
+    parts = [_img(gallery.read_bytes(), "top losses")] if gallery.is_file() else []
+    thumbs = [
+        f'<figure><img alt="sample {_esc(it["index"])}" src="data:image/png;base64,{_esc(it["image_png_b64"])}">'
+        f"<figcaption>{_name(classes, it['true'])} / {_name(classes, it['predicted'])} p={it['p_pred']:.2f}"
+        "</figcaption></figure>"
+        for it in items
+        if not gallery.is_file() and it.get("image_png_b64")
+    ]
+    if thumbs:
+        parts.append('<div class="thumbs">' + "".join(thumbs) + "</div>")
+    rows = [
+        [it["index"], it.get("description", it.get("path", "")), _name(classes, it["true"]),
+         _name(classes, it["predicted"]), it["p_pred"], it["p_true"], it["loss"]]
+        for it in items
+    ]  # fmt: skip
+    parts.append(_table(["index", "image", "true", "predicted", "p(predicted)", "p(true)", "loss"], rows))
+    return "".join(parts)
+
+
+def _name(classes: list[str], index: Any) -> str:
+    """Escaped class name for an index (or the index itself when the class list does not cover it)."""
+    if isinstance(index, int) and 0 <= index < len(classes):
+        return _esc(classes[index])
+    return _esc(index)
+
+
+def _headline(run_dir: Path, config: Any, evaluation: Mapping[str, Any] | None, recorded: Any) -> str:
+    bits = []
+    if isinstance(config, Mapping):
+        bits += [f"{k}: {config[k]}" for k in ("backbone", "strategy") if isinstance(config.get(k), (str, int, float))]
+    if evaluation and "accuracy" in (evaluation.get("metrics") or {}):
+        bits.append(f"{evaluation.get('split', 'eval')} accuracy {evaluation['metrics']['accuracy']:.2%}")
+    elif isinstance(recorded, Mapping) and isinstance(recorded.get("val_accuracy"), (int, float)):
+        bits.append(f"val accuracy {recorded['val_accuracy']:.2%}")
+    return _esc(" · ".join(bits) or run_dir.name)
+
+
+def render_report(run_dir: str | Path, evaluation: dict[str, Any] | None = None, out: str | Path | None = None) -> Path:
+    """Writes ``report.html`` for a run folder.
+
+    Args:
+        run_dir: the run folder (config.json, classes.json, history.csv, metrics.json, optional advice.json,
+            matrix.png, bad_images.txt and the files of :func:`shoulders.report.write_evaluation`).
+        evaluation: the dict returned by ``write_evaluation``; when ``None``, ``evaluation.json`` in the run folder
+            is used if present.
+        out: where to write the page; defaults to ``run_dir/report.html``.
+
+    Returns:
+        The path of the written page.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"run folder {run_dir} does not exist; pass the folder that `shoulders train` wrote")
+    notes: list[str] = []
+    config = _read_json(run_dir / "config.json", notes)
+    recorded = _read_json(run_dir / "metrics.json", notes)
+    if evaluation is None:
+        evaluation = _read_json(run_dir / EVALUATION_FILE, notes)
+    classes = _read_json(run_dir / "classes.json", notes)
+    if not isinstance(classes, list):
+        classes = list(config.get("classes") or []) if isinstance(config, Mapping) else []
+    classes = [str(c) for c in classes]
+    evaluation = evaluation if isinstance(evaluation, Mapping) else None
+    bodies = {
+        "config": _config_section(run_dir, config, classes),
+        "advice": _advice_section(run_dir, _read_json(run_dir / "advice.json", notes)),
+        "curves": _curves_section(run_dir),
+        "metrics": _metrics_section(evaluation, recorded),
+        "confusion": _confusion_section(evaluation, classes),
+        "top-losses": _top_losses_section(run_dir, evaluation, classes),
+    }
+    sections = "".join(f'<section id="{sid}"><h2>{title}</h2>{bodies[sid]}</section>\n' for sid, title in _SECTIONS)
+    page = _PAGE.substitute(
+        title=_esc(f"shoulders report — {run_dir.resolve().name}"),
+        headline=_headline(run_dir, config, evaluation, recorded),
+        nav="".join(f'<a href="#{sid}">{title}</a>' for sid, title in _SECTIONS),
+        body="".join(_note(n) for n in notes) + sections,
+    )
+    path = Path(out) if out is not None else run_dir / REPORT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path

@@ -1,0 +1,18 @@
+"""Training: the loop (plain functions), the run orchestration, feature caching, checkpoints and history."""
+
+from __future__ import annotations
+
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .device import Precision, cpu_supports_bf16, resolve_device, resolve_precision
+from .features import FeatureCache, default_cache_dir, extract_features
+from .fit import FitResult, fit
+from .head_solver import fit_linear_head
+from .history import HISTORY_COLUMNS, read_history, write_history
+from .loop import TrainingDivergedError, evaluate, predict_logits, train_one_epoch, warmup_cosine
+
+__all__ = [
+    "CHECKPOINT_NAME", "FeatureCache", "FitResult", "HISTORY_COLUMNS", "Precision", "TrainingDivergedError",
+    "cpu_supports_bf16", "default_cache_dir", "evaluate", "extract_features", "fit", "fit_linear_head",
+    "load_checkpoint", "predict_logits", "read_history", "resolve_device", "resolve_precision", "save_checkpoint",
+    "train_one_epoch", "warmup_cosine", "write_history",
+]

@@ -1,0 +1,61 @@
+"""Device and numeric precision: one code path for the CPU, one GPU, and (through the launcher) many."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import ContextManager
+
+import torch
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` → the first CUDA device when present, else the CPU; explicit names are checked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} asked for, but PyTorch sees no CUDA GPU here; use --device cpu")
+    return device
+
+
+def cpu_supports_bf16() -> bool:
+    """True where the CPU has native bf16 matrix instructions (AVX512-BF16 or AMX); elsewhere bf16 is emulated."""
+    check = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool((check and check()) or (amx and amx()))
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The autocast dtypes for training and for inference, resolved once per run and recorded."""
+
+    train: str  # "fp32" | "bf16" | "fp16": the training forward and backward
+    inference: str  # evaluation, prediction and frozen-feature extraction
+
+    def autocast(self, device: torch.device, inference: bool = False) -> ContextManager:
+        name = self.inference if inference else self.train
+        if name == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if name == "bf16" else torch.float16
+        return torch.autocast(device_type=device.type, dtype=dtype)
+
+    @property
+    def needs_grad_scaler(self) -> bool:
+        return self.train == "fp16"
+
+
+def resolve_precision(name: str, device: torch.device) -> Precision:
+    """``auto``: AMP on CUDA (bf16 where supported, else fp16); on the CPU fp32 training (bf16 autocast does not
+    speed up the backward pass there, FINDINGS) and bf16 inference and feature extraction on CPUs with native bf16 (2.7x faster
+    at 224 px, pooled features at cosine ≥ 0.999 to fp32)."""
+    if name == "auto":
+        if device.type == "cuda":
+            amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+            return Precision(train=amp, inference=amp)
+        return Precision(train="fp32", inference="bf16" if cpu_supports_bf16() else "fp32")
+    if name not in ("fp32", "bf16", "fp16"):
+        raise ValueError(f"unknown precision {name!r}; choose auto, fp32, bf16 or fp16")
+    if name == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 autocast is for CUDA; on the CPU use --precision bf16 or fp32")
+    return Precision(train=name, inference=name)
