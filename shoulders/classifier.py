@@ -110,6 +110,7 @@ class TransferClassifier:
         splits = X if isinstance(X, DataSplits) else load_data(
             X, y, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed, on_bad_image=cfg.data.on_bad_image,
             max_per_class=cfg.data.max_per_class)
+        torch.manual_seed(cfg.train.seed)  # the new head's (and a random backbone's) initialisation
         model, weights = create_transfer_model(cfg.model.backbone, len(splits.classes), weights=cfg.model.weights,
                                                pretrained=cfg.model.pretrained, head_hidden=cfg.model.head_hidden,
                                                head_dropout=cfg.model.head_dropout)
@@ -117,7 +118,6 @@ class TransferClassifier:
         plan, advice = self._plan(cfg, splits, model, data_config)
         cfg = apply_plan(cfg, plan)
         strategy = create_strategy(cfg.strategy)
-        torch.manual_seed(cfg.train.seed)
         identity = {"backbone": cfg.model.backbone, "weights": weights.sha256 or weights.source,
                     "data_config": data_config}
         result = fit_model(model, strategy, splits, cfg, data_config, run_dir=_mkdir(out_dir), resume=resume,

@@ -108,6 +108,7 @@ def test_onnx_int8(onnx_export) -> None:
     assert json.loads(result.path.with_name("model.int8.json").read_text())["quantized_from"] == "model.onnx"
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
 def test_torchscript_parity_and_dynamic_batch(tmp_path: Path) -> None:
     model = _tiny()
     result = export_model(model, tmp_path / "tiny", format="torchscript", **SPEC)

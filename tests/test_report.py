@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import csv
+import io
 import json
 import re
 import subprocess
@@ -206,6 +208,23 @@ def test_render_report_missing_pieces(tmp_path: Path) -> None:
     assert "metrics.json could not be read" in text
     with pytest.raises(FileNotFoundError, match="does not exist"):
         render_report(tmp_path / "nowhere")
+
+
+def test_render_report_inline_thumbnails_and_escaping(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    classes = ["<cat&dog>", "owl"]
+    (run / "classes.json").write_text(json.dumps(classes))
+    y, proba = np.array([0, 1]), np.array([[0.2, 0.8], [0.1, 0.9]])
+    buffer = io.BytesIO()
+    _image((10, 200, 10)).save(buffer, format="PNG")
+    items = [{**top_losses(y, proba)[0], "path": "a.jpg", "image_png_b64": base64.b64encode(buffer.getvalue()).decode()}]
+    evaluation = {"split": "val", "metrics": compute_metrics(y, proba, classes), "top_losses": items}
+    text = render_report(run, evaluation).read_text()
+    _assert_self_contained(text)
+    assert "no readable config.json" in text
+    assert '<div class="thumbs">' in text and "a.jpg" in text
+    assert "&lt;cat&amp;dog&gt;" in text and "&amp;lt;" not in text and "<cat&dog>" not in text
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -108,7 +108,9 @@ def _cpu_float32(model: nn.Module) -> nn.Module:
     return copy.deepcopy(model).to(device="cpu", dtype=torch.float32)
 
 
-def probe_inputs(input_size: Sequence[int], batch_sizes: Sequence[int] = PROBE_BATCH_SIZES, seed: int = 0) -> list[np.ndarray]:
+def probe_inputs(
+    input_size: Sequence[int], batch_sizes: Sequence[int] = PROBE_BATCH_SIZES, seed: int = 0
+) -> list[np.ndarray]:
     """Deterministic standard-normal batches, the scale of normalised images, one per batch size."""
     generator = torch.Generator().manual_seed(seed)
     return [torch.randn(n, *input_size, generator=generator).numpy() for n in batch_sizes]
@@ -137,7 +139,8 @@ def max_abs_diff(reference: Runner, candidate: Runner, batches: Sequence[np.ndar
         try:
             actual = candidate(batch)
         except Exception as error:  # noqa: BLE001  (any runtime's failure means the same: not deployable)
-            raise ExportParityError(path, float("inf"), 0.0, f"it fails on a batch of {len(batch)} ({error})") from error
+            detail = f"it fails on a batch of {len(batch)} ({error})"
+            raise ExportParityError(path, float("inf"), 0.0, detail) from error
         if actual.shape != expected.shape:
             detail = f"it returns shape {actual.shape} where PyTorch returns {expected.shape}"
             raise ExportParityError(path, float("inf"), 0.0, detail)
@@ -148,13 +151,15 @@ def max_abs_diff(reference: Runner, candidate: Runner, batches: Sequence[np.ndar
 def _resolve_path(path: str | Path, suffix: str) -> Path:
     path = Path(path)
     if path.suffix == ".json":
-        raise ValueError(f"{path} would collide with its own input spec (<stem>.json); use a model suffix like {suffix}")
+        raise ValueError(f"{path} would collide with its input spec (<stem>.json); use a model suffix like {suffix}")
     path = path if path.suffix else path.with_suffix(suffix)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _write_spec(path: Path, fmt: str, spec: InputSpec, classes: list[str], diff: float, extra: dict[str, Any]) -> Path:
+def _write_spec(
+    path: Path, fmt: str, spec: InputSpec, classes: list[str], diff: float, extra: dict[str, Any]
+) -> Path:
     spec_path = path.with_suffix(".json")
     document = {
         "input": spec.to_json(),
@@ -202,11 +207,13 @@ def _batches(inputs: torch.Tensor | np.ndarray) -> list[np.ndarray]:
 
 
 def _quantize(
-    path: Path, fmt: str, spec: InputSpec, calibration: torch.Tensor | None, labels: torch.Tensor | None
-) -> tuple[Path, float, float | None]:
-    """Writes ``<stem>.int8<suffix>`` and measures it against the fp32 file: (path, max |diff|, accuracy change)."""
-    exporter = EXPORTERS.get(fmt)
+    result: ExportResult, spec: InputSpec, classes: list[str], calibration: Any, labels: Any
+) -> dict[str, Any]:
+    """Writes ``<stem>.int8<suffix>`` with its spec, fills the quantised fields of ``result`` and returns the
+    entry the fp32 spec gets under "quantized"."""
+    exporter = EXPORTERS.get(result.format)
     assert exporter.quantize is not None  # checked by export_model before anything was written
+    path = result.path
     int8_path = path.with_name(f"{path.stem}.int8{path.suffix}")
     exporter.quantize(path, int8_path)
     fp32, int8 = exporter.load(path), exporter.load(int8_path)
@@ -215,10 +222,12 @@ def _quantize(
     diff = max_abs_diff(fp32, int8, probe_inputs(spec.size), int8_path)
     if calibration is not None:
         diff = max_abs_diff(fp32, int8, _batches(calibration), int8_path)
-    change = None
-    if calibration is not None and labels is not None:
-        change = _accuracy_change(fp32, int8, calibration, labels)
-    return int8_path, diff, change
+    change = _accuracy_change(fp32, int8, calibration, labels) if labels is not None else None
+    result.quantized_path, result.quantized_max_abs_diff, result.accuracy_change = int8_path, diff, change
+    measured = {"max_abs_diff_vs_fp32": diff, "accuracy_change_points": change}
+    int8_extra = {"quantized_from": path.name, **measured}
+    _write_spec(int8_path, f"{result.format}-int8-dynamic", spec, classes, diff, int8_extra)
+    return {"file": int8_path.name, **measured}
 
 
 def export_model(
@@ -276,13 +285,7 @@ def export_model(
     if not diff <= tolerance:  # also catches NaN
         raise ExportParityError(path, diff, tolerance)
     result = ExportResult(path, name, diff, tolerance, path.with_suffix(".json"), quantize, None)
-    extra: dict[str, Any] = {}
-    if quantize:
-        int8_path, int8_diff, change = _quantize(path, name, spec, calibration, calibration_labels)
-        result.quantized_path, result.quantized_max_abs_diff, result.accuracy_change = int8_path, int8_diff, change
-        quant = {"max_abs_diff_vs_fp32": int8_diff, "accuracy_change_points": change}
-        _write_spec(int8_path, f"{name}-int8-dynamic", spec, classes, int8_diff, {"quantized_from": path.name, **quant})
-        extra["quantized"] = {"file": int8_path.name, **quant}
+    extra = {"quantized": _quantize(result, spec, classes, calibration, calibration_labels)} if quantize else {}
     _write_spec(path, name, spec, classes, diff, extra)
     return result
 

@@ -10,6 +10,8 @@ are read by TorchScript's own loader, which rebuilds code and tensors but cannot
 
 from __future__ import annotations
 
+import logging
+import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from torch import nn
 from shoulders._registry import Registry
 
 Runner = Callable[[np.ndarray], np.ndarray]
+logger = logging.getLogger(__name__)
 
 ONNX_OPSET = 18  # the torch.export-based exporter's native opset; 17+ covers every op timm's models use
 ONNX_PROTOBUF_LIMIT = 2 * 1024**3  # a single .onnx file cannot hold more than 2 GiB of weights
@@ -99,15 +102,23 @@ def load_onnx(path: Path) -> Runner:
 
 
 def quantize_onnx(fp32_path: Path, int8_path: Path) -> None:
-    """Dynamic int8 quantisation of weights (activations are quantised on the fly, so no calibration set)."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
+    """Dynamic int8 quantisation of weights (activations are quantised on the fly, so no calibration set).
 
-    quantize_dynamic(
-        str(fp32_path),
-        str(int8_path),
-        weight_type=QuantType.QInt8,
-        use_external_data_format=Path(f"{fp32_path}.data").exists(),
-    )
+    The graph first goes through onnxruntime's recommended pre-processing (shape inference and fusions, so that
+    e.g. Conv+BatchNorm is quantised as one op); if that step fails on an unusual graph, the model is quantised
+    as exported, which still works, only less well optimised.
+    """
+    from onnxruntime.quantization import QuantType, quant_pre_process, quantize_dynamic
+
+    external = Path(f"{fp32_path}.data").exists()
+    with tempfile.TemporaryDirectory(dir=int8_path.parent) as scratch:
+        source = Path(scratch) / "preprocessed.onnx"
+        try:
+            quant_pre_process(str(fp32_path), str(source), save_as_external_data=external)
+        except Exception as error:  # noqa: BLE001  (optional step; any failure falls back to the plain graph)
+            logger.warning("ONNX quantisation pre-processing failed (%s); quantising the graph as exported", error)
+            source = fp32_path
+        quantize_dynamic(str(source), str(int8_path), weight_type=QuantType.QInt8, use_external_data_format=external)
 
 
 @contextmanager

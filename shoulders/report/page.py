@@ -98,12 +98,13 @@ def _value_html(value: Any) -> str:
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>" + "".join(f'<td class="num">{_fmt(c)}</td>' if isinstance(c, (int, float)) else f"<td>{_fmt(c)}</td>"
-                         for c in row) + "</tr>"
-        for row in rows
-    )  # fmt: skip
+    body = "".join("<tr>" + "".join(_cell(c) for c in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _cell(value: Any) -> str:
+    # Numbers right-aligned so that columns of metrics line up by magnitude.
+    return f'<td class="num">{_fmt(value)}</td>' if isinstance(value, (int, float)) else f"<td>{_fmt(value)}</td>"
 
 
 def _read_json(path: Path, notes: list[str]) -> Any | None:
@@ -172,8 +173,8 @@ def _overall_rows(evaluation: Mapping[str, Any]) -> list[list[Any]]:
 def _metrics_section(evaluation: Mapping[str, Any] | None, recorded: Any) -> str:
     parts = []
     if isinstance(recorded, Mapping) and recorded:
-        parts.append("<h3>Recorded at training</h3>" + _table(["metric", "value"], [[k, v] for k, v in recorded.items()
-                                                                                   if not isinstance(v, (dict, list))]))
+        rows = [[k, v] for k, v in recorded.items() if not isinstance(v, (dict, list))]
+        parts.append("<h3>Recorded at training</h3>" + _table(["metric", "value"], rows))
     if evaluation and isinstance(evaluation.get("metrics"), Mapping):
         per_class = evaluation["metrics"].get("per_class", {})
         rows = [[name, v["precision"], v["recall"], v["f1"], v["support"]] for name, v in per_class.items()]
@@ -212,7 +213,8 @@ def _top_losses_section(run_dir: Path, evaluation: Mapping[str, Any] | None, cla
     parts = [_img(gallery.read_bytes(), "top losses")] if gallery.is_file() else []
     thumbs = [
         f'<figure><img alt="sample {_esc(it["index"])}" src="data:image/png;base64,{_esc(it["image_png_b64"])}">'
-        f"<figcaption>{_name(classes, it['true'])} / {_name(classes, it['predicted'])} p={it['p_pred']:.2f}"
+        f"<figcaption>{_esc(_name(classes, it['true']))} / {_esc(_name(classes, it['predicted']))}"
+        f" p={it['p_pred']:.2f}"
         "</figcaption></figure>"
         for it in items
         if not gallery.is_file() and it.get("image_png_b64")
@@ -229,10 +231,10 @@ def _top_losses_section(run_dir: Path, evaluation: Mapping[str, Any] | None, cla
 
 
 def _name(classes: list[str], index: Any) -> str:
-    """Escaped class name for an index (or the index itself when the class list does not cover it)."""
+    """Class name for an index (or the index itself when the class list does not cover it); not yet escaped."""
     if isinstance(index, int) and 0 <= index < len(classes):
-        return _esc(classes[index])
-    return _esc(index)
+        return classes[index]
+    return str(index)
 
 
 def _headline(run_dir: Path, config: Any, evaluation: Mapping[str, Any] | None, recorded: Any) -> str:

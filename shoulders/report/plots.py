@@ -114,7 +114,9 @@ def plot_history(history_csv_or_rows: str | Path | Iterable[Mapping[str, Any]], 
     return _save(history_figure(history_csv_or_rows), path)
 
 
-def confusion_figure(cm: Sequence[Sequence[float]] | np.ndarray, classes: list[str], normalized: bool = True) -> Figure:
+def confusion_figure(
+    cm: Sequence[Sequence[float]] | np.ndarray, classes: list[str], normalized: bool = True
+) -> Figure:
     """Confusion-matrix heat map (rows = true class); ``normalized`` shows each row as fractions of its total."""
     matrix = np.asarray(cm, dtype=np.float64)
     if matrix.shape != (len(classes), len(classes)):
@@ -151,7 +153,9 @@ def plot_confusion_matrix(
     return _save(confusion_figure(cm, classes, normalized), path)
 
 
-def top_losses_figure(images: Sequence[Image.Image | None], items: Sequence[Mapping[str, Any]], classes: list[str]) -> Figure:
+def top_losses_figure(
+    images: Sequence[Image.Image | None], items: Sequence[Mapping[str, Any]], classes: list[str]
+) -> Figure:
     """Gallery of misclassified images titled ``true / predicted p=…``; a ``None`` image shows as a blank tile."""
     n = len(items)
     cols = min(4, max(n, 1))
@@ -164,8 +168,8 @@ def top_losses_figure(images: Sequence[Image.Image | None], items: Sequence[Mapp
     for ax, image, item in zip(axes, images, items):
         if image is not None:
             ax.imshow(image.convert("RGB"))
-        title = f"{classes[item['true']]} / {classes[item['predicted']]}\np={item['p_pred']:.2f} (true p={item['p_true']:.2f})"
-        ax.set_title(title, fontsize=9)
+        names = f"{classes[item['true']]} / {classes[item['predicted']]}"
+        ax.set_title(f"{names}\np={item['p_pred']:.2f} (true p={item['p_true']:.2f})", fontsize=9)
         ax.axis("off")
     for ax in axes[n:]:
         ax.axis("off")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .device import Precision, cpu_supports_bf16, resolve_device, resolve_precision
 from .features import FeatureCache, default_cache_dir, extract_features
-from .fit import FitResult, fit
+from .trainer import FitResult, fit
 from .head_solver import fit_linear_head
 from .history import HISTORY_COLUMNS, read_history, write_history
 from .loop import TrainingDivergedError, evaluate, predict_logits, train_one_epoch, warmup_cosine

@@ -1,0 +1,204 @@
+"""Trainer: feature cache, resume equivalence, NaN stop, determinism, the convex head, checkpoints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import StandardScaler
+from torch import nn
+
+from shoulders import TransferClassifier
+from shoulders.models import create_backbone
+from shoulders.train import (Precision, TrainingDivergedError, fit_linear_head, load_checkpoint, read_history,
+                             save_checkpoint, train_one_epoch)
+from shoulders.train import trainer as fit_module
+
+from conftest import TINY, colour_images
+
+
+def tiny_clf(strategy: str, head_epochs: int | None = None, patience: int | None = None,
+             head_solver: str | None = None, **kw) -> TransferClassifier:
+    clf = TransferClassifier(backbone=TINY, strategy=strategy, pretrained=False, image_size=32, progress=False,
+                             batch_size=8, **kw)
+    cfg = clf.build_config()
+    cfg.strategy.head_epochs, cfg.train.patience, cfg.strategy.head_solver = head_epochs, patience, head_solver
+    clf.config = cfg
+    return clf
+
+
+def count_backbone_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts forward passes of every backbone built from now on."""
+    calls: list[int] = []
+    original = fit_module.extract_features
+
+    def counting(backbone: nn.Module, *args, **kwargs):
+        handle = backbone.register_forward_hook(lambda *_: calls.append(1))
+        try:
+            return original(backbone, *args, **kwargs)
+        finally:
+            handle.remove()
+
+    monkeypatch.setattr(fit_module, "extract_features", counting)
+    return calls
+
+
+def test_frozen_features_are_cached_on_disk_and_reused(tmp_path: Path, colour_arrays,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # pretrained=False disables the cache (no weights hash to key on), so use a fixed random init saved to a file
+    x, y, _ = colour_arrays
+    calls = count_backbone_calls(monkeypatch)
+    torch.manual_seed(0)
+    backbone, _ = create_backbone(TINY, pretrained=False)
+    path = tmp_path / "tiny.pth"
+    torch.save(backbone.state_dict(), path)
+    first = TransferClassifier(backbone=TINY, strategy="frozen", weights=str(path), image_size=32,
+                               progress=False).fit(x, y)
+    assert calls and first.feature_cache_ == {"hits": 0, "misses": 2}
+    calls.clear()
+    second = TransferClassifier(backbone=TINY, strategy="frozen", weights=str(path), image_size=32,
+                                progress=False).fit(x, y)
+    assert calls == []  # the backbone's forward was never called
+    assert second.feature_cache_ == {"hits": 2, "misses": 0}
+    assert second.metrics_["val_accuracy"] == first.metrics_["val_accuracy"]
+    # a changed image is a different key: recomputed, never served stale
+    x2 = x.copy()
+    x2[0] = 255 - x2[0]
+    third = TransferClassifier(backbone=TINY, strategy="frozen", weights=str(path), image_size=32,
+                               progress=False).fit(x2, y)
+    assert third.feature_cache_["misses"] >= 1
+
+
+def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path, colour_arrays,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y, _ = colour_arrays
+    whole = tiny_clf("full", epochs=3, head_epochs=1).fit(x, y, out_dir=tmp_path / "whole")
+    original = fit_module._run_epoch
+    done = []
+
+    def interrupted(*args, **kwargs):
+        if len(done) == 2:  # killed during the third epoch (the second of the fine-tuning phase)
+            raise KeyboardInterrupt
+        done.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fit_module, "_run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_clf("full", epochs=3, head_epochs=1).fit(x, y, out_dir=tmp_path / "cut")
+    assert len(read_history(tmp_path / "cut")) == 2
+    monkeypatch.setattr(fit_module, "_run_epoch", original)
+    resumed = tiny_clf("full", epochs=3, head_epochs=1).fit(x, y, out_dir=tmp_path / "cut", resume=True)
+    assert [r["phase"] for r in resumed.history_] == ["head", "finetune", "finetune"]
+    assert resumed.metrics_ == whole.metrics_
+    for (k, a), b in zip(whole.model_.state_dict().items(), resumed.model_.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
+def test_same_seed_same_metrics(colour_arrays) -> None:
+    x, y, _ = colour_arrays
+    a = tiny_clf("partial", epochs=2, trainable_blocks=2).fit(x, y)
+    b = tiny_clf("partial", epochs=2, trainable_blocks=2).fit(x, y)
+    assert a.history_ == [dict(r, seconds=a.history_[i]["seconds"]) for i, r in enumerate(b.history_)]
+
+
+def test_nan_loss_stops_with_epoch_and_learning_rate() -> None:
+    model = nn.Linear(4, 2)
+    with torch.no_grad():
+        model.weight.fill_(float("nan"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    loader = [(torch.randn(3, 4), torch.tensor([0, 1, 0]))]
+    with pytest.raises(TrainingDivergedError, match=r"epoch 4, step 1.*learning rate \(0.5.*try --lr 0.05"):
+        train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, loader, torch.device("cpu"), epoch=3,
+                        precision=Precision("fp32", "fp32"), progress=False)
+
+
+def test_divergence_through_fit_is_a_clear_error(colour_arrays) -> None:
+    x, y, _ = colour_arrays
+    with pytest.raises(TrainingDivergedError, match="learning rate"):
+        tiny_clf("full", epochs=2, lr=1e12).fit(x, y)
+
+
+def test_convex_head_equals_a_standardised_logistic_regression() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(90, 6)).astype(np.float32) * 5 + 3
+    y = (x[:, 0] + x[:, 1] > 6).astype(np.int64) + (x[:, 2] > 3)
+    head = nn.Linear(6, 3)
+    rows = fit_linear_head(head, x[:60], y[:60], x[60:], y[60:], num_classes=3)
+    best_c = max(rows, key=lambda r: (r["val_accuracy"], -r["val_loss"]))["C"]
+    scaler = StandardScaler().fit(x[:60])
+    ref = LogisticRegression(C=best_c, max_iter=1000).fit(scaler.transform(x[:60]), y[:60])
+    with torch.no_grad():
+        ours = torch.softmax(head(torch.from_numpy(x)), 1).numpy()
+    np.testing.assert_allclose(ours, ref.predict_proba(scaler.transform(x)), atol=1e-4)
+
+
+def test_convex_head_binary_and_absent_class() -> None:
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(40, 3)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64) * 2  # classes 0 and 2 only; class 1 never seen
+    head = nn.Linear(3, 3)
+    fit_linear_head(head, x, y, x, y, num_classes=3)
+    with torch.no_grad():
+        pred = head(torch.from_numpy(x)).argmax(1).numpy()
+    assert set(pred) <= {0, 2} and (pred == y).mean() > 0.9
+
+
+def test_frozen_with_augmentation_caches_several_views(colour_arrays) -> None:
+    x, y, _ = colour_arrays
+    clf = tiny_clf("frozen", augment="light").fit(x, y)
+    assert clf.runtime_["feature_views"] == 4
+
+
+def test_head_sgd_solver(colour_arrays) -> None:
+    x, y, _ = colour_arrays
+    clf = tiny_clf("frozen", epochs=5, head_solver="sgd", lr=0.05).fit(x, y)
+    assert clf.metrics_["head_solver"] == "sgd"
+    assert [r["epoch"] for r in clf.history_] == [1, 2, 3, 4, 5]
+    assert clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"]
+
+
+class _FakeRun:
+    def __init__(self, patience: int | None) -> None:
+        self.model = nn.Linear(2, 2)
+        self.run_dir = None
+        self.config = type("C", (), {"train": type("T", (), {"patience": patience, "progress": False})()})()
+
+
+@pytest.mark.parametrize("patience, stops_after", [(2, 4), (None, None)])
+def test_early_stopping_counts_epochs_without_better_val_loss(patience: int | None, stops_after: int | None) -> None:
+    run = _FakeRun(patience)
+    state = fit_module._initial_state(run, resume=False)
+    train = {"loss": 1.0, "accuracy": 0.5, "seconds": 0.0}
+    for i, val_loss in enumerate([1.0, 0.8, 0.9, 0.85, 0.7]):
+        fit_module._record(run, state, "finetune", 0.1, train, {"loss": val_loss, "accuracy": 0.5, "seconds": 0.0})
+        if state["stopped"]:
+            break
+    assert (i + 1 if state["stopped"] else None) == stops_after
+    # equal accuracies: the lower validation loss decides which epoch's weights are kept
+    assert state["best"]["epoch"] == (2 if stops_after else 5)
+
+
+def test_checkpoint_is_atomic_and_a_damaged_one_is_a_clear_error(tmp_path: Path) -> None:
+    path = save_checkpoint({"a": torch.ones(2), "epoch": 3}, tmp_path / "ckpt.pt")
+    assert not (tmp_path / "ckpt.pt.tmp").exists()
+    assert load_checkpoint(path)["epoch"] == 3
+    path.write_bytes(path.read_bytes()[:20])
+    with pytest.raises(ValueError, match="damaged"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        load_checkpoint(tmp_path / "none.pt")
+
+
+def test_resume_without_checkpoint_says_so(tmp_path: Path, colour_arrays) -> None:
+    x, y, _ = colour_arrays
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        tiny_clf("full", epochs=1).fit(x, y, out_dir=tmp_path / "fresh", resume=True)
+
+
+def test_more_data_same_classes_is_learnt() -> None:
+    x, y, _ = colour_images(20, size=16, seed=3)
+    clf = tiny_clf("full", epochs=4, lr=1e-2).fit(x, y)
+    assert clf.metrics_["val_accuracy"] >= 0.8
