@@ -253,9 +253,72 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- evaluate / export ---------------------------------------------------------------------------------------------
+def _evaluate_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder from `shoulders train`")
+    p.add_argument("data", help="labelled images: a class folder, a split folder (its test/ is used) or a CSV")
+    p.add_argument("--split", default="auto", help="auto (test, else val, else all) or train | val | test")
+    p.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")
+    p.add_argument("--device", default=None)
+    p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .pipelines import evaluate_run
+
+    ev = evaluate_run(args.run_dir, args.data, split=args.split, on_bad_image=args.on_bad_image, device=args.device,
+                      report=not args.no_report)
+    if args.json:
+        print(json.dumps(ev["metrics"], indent=2))
+        return 0
+    m = ev["metrics"]
+    print(f"{ev['images']} images ({ev['split']} split of {args.data})")
+    print(f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
+          f"log loss {m['log_loss']:.4f}   ECE {m['ece']:.4f}")
+    for k, v in m.get("top_k_accuracy", {}).items():
+        print(f"top-{k} accuracy {v:.4f}")
+    print(f"\n{'class':<24} {'precision':>9} {'recall':>7} {'f1':>7} {'support':>8}")
+    for name, c in m["per_class"].items():
+        print(f"{name:<24} {c['precision']:>9.3f} {c['recall']:>7.3f} {c['f1']:>7.3f} {c['support']:>8}")
+    if m["most_confused"]:
+        print("\nmost confused (true → predicted: count)")
+        for pair in m["most_confused"][:5]:
+            print(f"  {pair['true']} → {pair['predicted']}: {pair['count']}")
+    if ev["bad_images"]:
+        print(f"\nskipped {len(ev['bad_images'])} unreadable image(s)")
+    print(f"\nwritten: {', '.join(Path(f).name for f in ev['files'])}" + (f", {ev['report']}" if "report" in ev else ""))
+    return 0
+
+
+def _export_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_dir", help="a run folder from `shoulders train`")
+    p.add_argument("--format", default="onnx", help="onnx | torchscript (default onnx)")
+    p.add_argument("--out", help="output file (default RUN_DIR/model.onnx or model.pt)")
+    p.add_argument("--quantize", action="store_true", help="ONNX: also write a dynamic int8 model and measure it")
+    p.add_argument("--tolerance", type=float, default=1e-4, help="max |Δ probability| allowed by the parity check")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .pipelines import export_run
+
+    r = export_run(args.run_dir, args.format, args.out, quantize=args.quantize, tolerance=args.tolerance)
+    print(f"exported   {r.path} ({r.format})")
+    print(f"parity     max |Δ probability| vs PyTorch = {r.max_abs_diff:.2e} (tolerance {r.tolerance:.0e})")
+    print(f"input spec {r.input_spec_path}")
+    if r.quantized:
+        print(f"int8       {r.quantized_path} (max |Δ| vs fp32 {r.quantized_max_abs_diff:.2e}"
+              + (f", accuracy change {r.accuracy_change:+.2f} points on validation images)" if r.accuracy_change
+                 is not None else "; no validation images to measure accuracy on)"))
+    return 0
+
+
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "zoo": ("list the backbones, their input size and whether pretrained weights are available offline", _zoo_args, _zoo),
     "train": ("train a classifier on a folder of labelled images", _train_args, _train),
     "predict": ("classify images with a trained run folder, or with the backbone's ImageNet head", _predict_args, _predict),
+    "evaluate": ("metrics, confusion matrix, top losses and report.html of a run folder on labelled images",
+                 _evaluate_args, _evaluate),
+    "export": ("export a run folder to ONNX or TorchScript, checked against PyTorch", _export_args, _export),
     "demo": ("train on a dataset that ships with a package and compare with a from-pixels baseline", _demo_args, _demo),
 }

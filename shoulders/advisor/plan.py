@@ -1,7 +1,14 @@
 """A training plan: the strategy and the hyper-parameters that go with it, each with its reason.
 
-The advisor produces one from measurements; an explicit ``--strategy`` gets the strategy's defaults. Either way
-the plan fills only what the user left unset (``None``): an explicit flag always wins.
+The advisor produces one from measurements (:func:`plan_for_quadrant`); an explicit ``--strategy`` gets the
+strategy's defaults. Either way the plan fills only what the user left unset (``None``): an explicit flag always
+wins.
+
+The size-similarity matrix (quadrants numbered as in the seed's figure)::
+
+                      different from ImageNet        similar to ImageNet
+    large dataset     Q1: full, pretrained init       Q2: partial, the top blocks
+    small dataset     Q3: partial, deeper, augmented  Q4: frozen base + new head
 """
 
 from __future__ import annotations
@@ -62,3 +69,61 @@ def apply_plan(config: RunConfig, plan: Plan) -> RunConfig:
     if out.strategy.head_epochs is None:
         out.strategy.head_epochs = plan.head_epochs
     return out
+
+
+# "Small" is under about 1000 images per class (the seed's rule of thumb): below it, fine-tuning millions of
+# weights overfits faster than it adapts.
+LARGE_PER_CLASS = 1000
+
+
+@dataclass(frozen=True)
+class Quadrant:
+    """One cell of the size-similarity matrix and the strategy it calls for."""
+
+    number: int
+    large: bool
+    similar: bool
+    strategy: str
+    augment: str
+    summary: str
+
+
+QUADRANTS: dict[int, Quadrant] = {q.number: q for q in (
+    Quadrant(1, True, False, "full", "none", "large and different: train all layers from the pretrained init"),
+    Quadrant(2, True, True, "partial", "none", "large and similar: train the top blocks"),
+    Quadrant(3, False, False, "partial", "light", "small and different: train deeper blocks, with augmentation"),
+    Quadrant(4, False, True, "frozen", "none", "small and similar: frozen base, new head"),
+)}
+
+
+def place(images_per_class: float, similarity: float, similarity_threshold: float,
+          large_per_class: int = LARGE_PER_CLASS) -> int:
+    """The quadrant (1-4) of a dataset: large when ``images_per_class >= large_per_class``, similar when
+    ``similarity >= similarity_threshold`` (both borders belong to the upper side). NaN similarity is "different",
+    the side that trains more and so cannot be stuck with unsuitable features."""
+    large = images_per_class >= large_per_class
+    similar = bool(similarity >= similarity_threshold)  # False for NaN
+    return next(q.number for q in QUADRANTS.values() if q.large == large and q.similar == similar)
+
+
+def plan_for_quadrant(quadrant: int, *, depth: int | None = None, reasons: list[str] | None = None) -> Plan:
+    """The plan of a quadrant: its strategy and augmentation, the strategy's defaults, and ``depth`` (the measured
+    number of top blocks to train) for the partial quadrants.
+
+    Args:
+        quadrant: 1-4, see :data:`QUADRANTS`.
+        depth: top blocks to train when the quadrant's strategy is partial; required there.
+        reasons: sentences explaining the measurements; the quadrant's own reason is appended.
+    """
+    if quadrant not in QUADRANTS:
+        raise ValueError(f"quadrant must be 1, 2, 3 or 4; got {quadrant}")
+    q = QUADRANTS[quadrant]
+    settings = dict(STRATEGY_DEFAULTS[q.strategy])
+    if q.strategy == "partial":
+        if depth is None or depth < 1:
+            raise ValueError(f"quadrant {quadrant} trains the top blocks: give depth >= 1, got {depth}")
+        settings["trainable_blocks"] = int(depth)
+    why = list(reasons or []) + [f"quadrant {quadrant} ({q.summary}): strategy {q.strategy!r}"
+                                 + (f" with the top {depth} block(s) trainable" if q.strategy == "partial" else "")
+                                 + (f", {q.augment} augmentation" if q.augment != "none" else ", no augmentation")]
+    return Plan(strategy=q.strategy, augment=q.augment, reasons=why, **settings)

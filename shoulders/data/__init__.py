@@ -14,7 +14,7 @@ from shoulders.data._readers import samples_from_arrays
 from shoulders.data.images import IMAGE_EXTENSIONS, BadImage, BadImageError, collect_paths, open_image
 from shoulders.data.loader import ImageDataset, make_loader
 from shoulders.data.samples import DataSplits, Samples
-from shoulders.data.sources import ON_BAD_IMAGE, load_data
+from shoulders.data.sources import ON_BAD_IMAGE, load_data, load_labelled
 from shoulders.data.transforms import AUGMENTATIONS, create_transforms, list_augmentations, resolve_data_config
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "list_augmentations",
     "load_data",
     "load_digits_arrays",
+    "load_labelled",
     "load_fashion_mnist",
     "load_photos_arrays",
     "make_loader",

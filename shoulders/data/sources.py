@@ -231,3 +231,41 @@ def load_data(
     test = parts.get("test")
     split["has_test"] = test is not None
     return DataSplits(train=train, val=val, test=test, classes=list(pool.classes), split=split, bad_images=bad)
+
+
+def load_labelled(
+    source: str | os.PathLike | np.ndarray | Samples,
+    classes: Sequence[str],
+    labels: Sequence[Any] | np.ndarray | None = None,
+    *,
+    split: str = "auto",
+    on_bad_image: str = "skip",
+) -> tuple[Samples, str, list[BadImage]]:
+    """Labelled images to evaluate a trained model on, labelled in the model's own class order.
+
+    Args:
+        source: as for :func:`load_data`.
+        classes: the model's classes; every class in ``source`` must be one of them (a subset is fine).
+        split: which part of a split source: ``auto`` (test, else val, else everything), or a split name.
+
+    Returns:
+        (samples, the split's name, skipped bad images).
+    """
+    if on_bad_image not in ON_BAD_IMAGE:
+        raise ValueError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
+    parts, where, _, _, bad = _open_source(source, labels, on_bad_image)
+    if split == "auto":
+        split = next(name for name in ("test", "val", "all", "train") if name in parts)
+    if split not in parts:
+        raise ValueError(f"{where} has no {split} split; it has {', '.join(sorted(parts))}")
+    samples = parts[split]
+    if len(samples) == 0:
+        raise ValueError(f"no images found in the {split} split of {where}")
+    index = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({samples.classes[j] for j in set(samples.labels.tolist())} - set(index))
+    if unknown:
+        raise ValueError(f"class(es) {', '.join(unknown)} in {where} are not classes of the model "
+                         f"({', '.join(classes)}); evaluate on images of the classes it was trained on")
+    remapped = np.array([index[samples.classes[j]] for j in samples.labels], dtype=np.int64)
+    relabelled = Samples(list(classes), remapped, paths=samples.paths, arrays=samples.arrays)
+    return relabelled, split, bad

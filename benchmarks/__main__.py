@@ -1,0 +1,74 @@
+"""``python -m benchmarks --profile quick|full [names...]``: runs benchmarks, prints their tables, writes JSON.
+
+Run it under the machine's lock so heavy jobs never overlap and timings stay clean::
+
+    flock /tmp/shoulders-heavy.lock .venv/bin/python -m benchmarks --profile quick
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+import time
+
+BENCHMARKS = {  # name → (module, what it measures); run in this order
+    "throughput": ("benchmarks.throughput", "images/s, shoulders vs a bare timm loop; the feature cache"),
+    "accuracy": ("benchmarks.accuracy", "test accuracy of auto, each strategy and raw pixels"),
+    "peers": ("benchmarks.peers", "fastai fine_tune and the Keras-guide recipe, side by side"),
+    "scaling": ("benchmarks.scaling", "wall time and peak memory as the training set grows"),
+    "advisor_cost": ("benchmarks.advisor_cost", "the advisor's wall time vs the brute-force search"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("names", nargs="*", metavar="NAME",
+                   help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    p.add_argument("--profile", choices=["quick", "full"], default="quick",
+                   help="quick: ~10 min on 2 cores; full: everything in issue 6 (hours, see benchmarks/README.md)")
+    p.add_argument("--datasets", nargs="+", help="accuracy only: run these data sets instead of the profile's")
+    p.add_argument("--seeds", nargs="+", type=int, help="accuracy only: these seeds instead of the profile's")
+    p.add_argument("--methods", nargs="+", help="accuracy only: these methods instead of the profile's")
+    return p
+
+
+def _reexec_with_malloc_tuning() -> None:
+    """glibc reads GLIBC_TUNABLES only at start-up, so set it and start again (≈3x faster, FINDINGS)."""
+    from .common import GLIBC_TUNABLES
+
+    if os.environ.get("GLIBC_TUNABLES") != GLIBC_TUNABLES and not os.environ.get("SHOULDERS_BENCH_NO_REEXEC"):
+        env = {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES, "SHOULDERS_BENCH_NO_REEXEC": "1"}
+        os.execve(sys.executable, [sys.executable, "-m", "benchmarks", *sys.argv[1:]], env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    unknown = [n for n in args.names if n not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    _reexec_with_malloc_tuning()
+    names = args.names or list(BENCHMARKS)
+    overall = time.perf_counter()
+    durations = {}
+    for name in names:
+        module = importlib.import_module(BENCHMARKS[name][0])
+        print(f"\n=== {name} ({args.profile}): {BENCHMARKS[name][1]}", flush=True)
+        start = time.perf_counter()
+        if name == "accuracy":
+            payload = module.run(args.profile, datasets=args.datasets, seeds=args.seeds, methods=args.methods)
+        else:
+            payload = module.run(args.profile)
+        durations[name] = time.perf_counter() - start
+        print(payload.get("table", ""), flush=True)
+        print(f"--- {name}: {durations[name]:.0f} s, results/{name}-{args.profile}.json", flush=True)
+    print(f"\nall done in {time.perf_counter() - overall:.0f} s: "
+          + ", ".join(f"{n} {s:.0f} s" for n, s in durations.items()), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""The advisor's decisions as small functions of measured numbers: size figures, similarity, depth.
+
+Each threshold here is a calibrated value; ``benchmarks/README.md`` ("Advisor calibration") has the evidence and
+the command that reproduces it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from .plan import LARGE_PER_CLASS
+
+# similarity = 1 / (1 + geometric mean over BatchNorm layers of the standardised Fréchet distance between the
+# data's activations and the layer's ImageNet running statistics), measured at the backbone's pretrained input
+# size. Calibrated on tf_efficientnet_lite0: natural-photo crops 0.83-0.88; Fashion-MNIST, digits, microscopy /
+# astronomy images and grey textures 0.64-0.76 (benchmarks/README.md). 0.80 lies in the gap.
+SIMILARITY_THRESHOLD = 0.80
+# Without BatchNorm statistics (e.g. a ViT), 1 - the ImageNet head's normalised prediction entropy stands in;
+# at 224 px photos gave 0.60, microscopy 0.43, Fashion-MNIST 0.40, digits 0.21. A weaker signal: said in reasons.
+CONFIDENCE_THRESHOLD = 0.50
+# The depth probe: a block counts as "as good as the best" within this much cross-validated probe accuracy, about
+# the probe's standard error on a few hundred images.
+PROBE_TOLERANCE = 0.02
+
+
+@dataclass
+class SizeFigures:
+    """How much labelled data there is (training pool: train + validation images, not test)."""
+
+    total: int
+    classes: int
+    min_per_class: int
+    median_per_class: float
+    max_per_class: int
+    imbalance: float  # largest class / smallest class; 1.0 = balanced
+    large_per_class: int = LARGE_PER_CLASS  # the threshold the median is compared with
+
+    @classmethod
+    def from_labels(cls, labels: np.ndarray, num_classes: int) -> "SizeFigures":
+        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=num_classes)
+        if counts.size == 0 or counts.min() < 1:
+            raise ValueError(f"every class needs at least one image to advise on; counts per class {counts.tolist()}")
+        return cls(total=int(counts.sum()), classes=int(len(counts)), min_per_class=int(counts.min()),
+                   median_per_class=float(np.median(counts)), max_per_class=int(counts.max()),
+                   imbalance=round(float(counts.max() / counts.min()), 3))
+
+    @property
+    def large(self) -> bool:
+        # The median, not the minimum: one rare class should not turn a large dataset into a small one; it is
+        # reported through ``imbalance`` instead.
+        return self.median_per_class >= self.large_per_class
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "large": self.large}
+
+
+def similarity_from_statistics(bn_distances: list[float]) -> float:
+    """1 / (1 + geometric mean of the per-layer distances): 1 = the data's activations match ImageNet's exactly.
+
+    The geometric mean keeps one layer with a huge distance (e.g. the first, on grey images) from deciding alone.
+    """
+    d = np.asarray(bn_distances, dtype=np.float64)
+    if d.size == 0:
+        return math.nan
+    return float(1.0 / (1.0 + np.exp(np.mean(np.log(np.maximum(d, 1e-12))))))
+
+
+def choose_depth(probe_accuracies: list[float], *, tolerance: float = PROBE_TOLERANCE) -> tuple[int, int]:
+    """Top blocks to train, from a linear probe on each block's pooled output (bottom to top).
+
+    Features become task-specific with depth (Yosinski, Clune, Bengio, Lipson (2014), "How transferable are
+    features in deep neural networks?", NeurIPS 2014, arXiv:1411.1792): where the probe stops improving, the blocks
+    above no longer add what this task needs — they encode ImageNet's classes — so those are the ones to retrain.
+    The first block whose accuracy comes within ``tolerance`` of the best is the last one kept frozen.
+
+    Returns:
+        ``(depth, peak)``: blocks to train (at least 1, so the top always adapts) and the 1-based index of the
+        block where the probe levels off.
+    """
+    acc = np.asarray(probe_accuracies, dtype=np.float64)
+    if acc.size == 0:
+        raise ValueError("choose_depth needs the probe accuracy of at least one block")
+    peak = int(np.flatnonzero(acc >= acc.max() - tolerance)[0]) + 1
+    return max(1, len(acc) - peak), peak
