@@ -14,7 +14,7 @@ from .config import DEFAULT_BACKBONE, DataConfig, ModelConfig, RunConfig, Strate
 from .data import DataSplits, ImageDataset, Samples, collect_paths, create_transforms, load_data, make_loader
 from .data import resolve_data_config, samples_from_arrays
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
-from .run_folder import library_versions, load_model_weights, read_run, write_run
+from .run_folder import MATRIX_NAME, library_versions, load_model_weights, read_run, write_run
 from .strategies import create_strategy
 from .train import fit as fit_model
 from .train import predict_logits, resolve_device, resolve_precision
@@ -140,7 +140,8 @@ class TransferClassifier:
         from .advisor import advise_splits  # the advisor needs the pretrained network, so only when asked
 
         advice = advise_splits(splits, model.backbone, data_config, backbone_name=cfg.model.backbone,
-                               device=cfg.train.device, seed=cfg.train.seed, progress=cfg.train.progress)
+                               device=cfg.train.device, seed=cfg.train.seed, progress=cfg.train.progress,
+                               weights=cfg.model.weights, pretrained=cfg.model.pretrained)
         return advice.plan, advice.to_dict()
 
     # -- prediction -----------------------------------------------------------------------------------------
@@ -188,8 +189,13 @@ class TransferClassifier:
                   "plan": self.plan_.to_dict(), "classes": self.classes_, "num_classes": len(self.classes_),
                   "train": vars(self.config_.train), "seed": self.config_.train.seed, "runtime": self.runtime_,
                   "versions": library_versions()}
-        return write_run(path, model=self.model_, config=config, classes=self.classes_, metrics=self.metrics_,
-                         split=self.split_, bad_images=self.bad_images_, advice=self.advice_)
+        run_dir = write_run(path, model=self.model_, config=config, classes=self.classes_, metrics=self.metrics_,
+                            split=self.split_, bad_images=self.bad_images_, advice=self.advice_)
+        if self.advice_ is not None:
+            from .advisor.matrix import save_advice_matrix  # matplotlib only when there is advice to draw
+
+            save_advice_matrix(self.advice_, run_dir / MATRIX_NAME)
+        return run_dir
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> "TransferClassifier":

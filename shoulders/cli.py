@@ -85,6 +85,33 @@ def _zoo(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- advise --------------------------------------------------------------------------------------------------------
+def _advise_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="image folder (DATA/<class>/*, optionally with train/ val/ test/) or a CSV path,label")
+    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="the backbone to advise for (default %(default)s)")
+    p.add_argument("--backbones", help="comma-separated candidates to rank by LogME; the advice is for the best")
+    p.add_argument("--weights", help="weights file for --backbone")
+    p.add_argument("--image-size", type=int, help="training input size in pixels (default: the backbone's)")
+    p.add_argument("--sample-size", type=int, default=300, help="images measured, at most (default %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="which images are sampled (default 0)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--matrix", metavar="PNG", help="also write the size-similarity matrix picture here")
+    p.add_argument("--json", action="store_true", help="print the advice as JSON")
+
+
+def _advise(args: argparse.Namespace) -> int:
+    from .advisor import advise
+
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones else None
+    advice = advise(args.data, backbone=args.backbone, backbones=backbones, weights=args.weights,
+                    image_size=args.image_size, sample_size=args.sample_size, seed=args.seed, device=args.device,
+                    progress=False)
+    if args.matrix:
+        advice.save_matrix(args.matrix)
+    print(json.dumps(advice.to_dict(), indent=2) if args.json else advice.report())
+    return 0
+
+
 # -- train ---------------------------------------------------------------------------------------------------------
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help="image folder (DATA/<class>/*, optionally with train/ val/ test/) or a CSV path,label")
@@ -106,6 +133,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", help="none | light | strong (default: the plan's)")
     p.add_argument("--hflip", action="store_true", help="add random horizontal flips (not for digits/text)")
     p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's, 224 for lite0)")
+    p.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the backbone's, 0.875 for lite0; "
+                   "1.0 keeps the whole image)")
     p.add_argument("--batch-size", type=int, help="images per batch (default 64)")
     p.add_argument("--val-fraction", type=float, help="held-out share when DATA has no val/ split (default 0.2)")
     p.add_argument("--max-per-class", type=int, help="use at most N training images per class")
@@ -131,7 +160,7 @@ _TRAIN_FLAGS = {
     "backbone_lr_mult": ("train", "backbone_lr_mult"), "layer_decay": ("train", "layer_decay"),
     "patience": ("train", "patience"), "label_smoothing": ("train", "label_smoothing"), "seed": ("train", "seed"),
     "device": ("train", "device"), "precision": ("train", "precision"), "augment": ("data", "augment"),
-    "image_size": ("data", "image_size"), "batch_size": ("data", "batch_size"),
+    "image_size": ("data", "image_size"), "crop_pct": ("data", "crop_pct"), "batch_size": ("data", "batch_size"),
     "val_fraction": ("data", "val_fraction"), "max_per_class": ("data", "max_per_class"),
     "on_bad_image": ("data", "on_bad_image"), "num_workers": ("data", "num_workers"),
 }
@@ -174,6 +203,10 @@ def training_summary(clf: Any, out: str | Path | None) -> str:
                      f" ({phase['trainable_params']:,} of {phase['total_params']:,} parameters)")
     for reason in clf.plan_.reasons:
         lines.append(f"  why: {reason}")
+    if getattr(clf, "advice_", None):
+        from .advisor.matrix import advice_matrix_text
+
+        lines.append(advice_matrix_text(clf.advice_))
     if clf.bad_images_:
         lines.append(f"skipped    {len(clf.bad_images_)} unreadable image(s), listed in bad_images.json")
     lines.append(f"val acc    {m['val_accuracy']:.4f}" + (f"   test acc {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))
@@ -315,6 +348,8 @@ def _export(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "zoo": ("list the backbones, their input size and whether pretrained weights are available offline", _zoo_args, _zoo),
+    "advise": ("measure a dataset's size and similarity to ImageNet, place it in the size-similarity matrix, plan "
+               "the fine-tuning", _advise_args, _advise),
     "train": ("train a classifier on a folder of labelled images", _train_args, _train),
     "predict": ("classify images with a trained run folder, or with the backbone's ImageNet head", _predict_args, _predict),
     "evaluate": ("metrics, confusion matrix, top losses and report.html of a run folder on labelled images",

@@ -11,6 +11,7 @@ RUN_DIR/
   split.json          how train/val were split (which files are validation)
   bad_images.json     unreadable files that were skipped, when any
   advice.json         the advisor's recommendation, when it chose the plan
+  matrix.png          the size-similarity matrix with the dataset placed, next to advice.json
   checkpoint.pt       last epoch, for --resume (fine-tuning strategies)
 ```
 Loading rebuilds the model from these files alone, offline: no weights download, no unpickling.
@@ -36,6 +37,7 @@ METRICS_NAME = "metrics.json"
 SPLIT_NAME = "split.json"
 BAD_IMAGES_NAME = "bad_images.json"
 ADVICE_NAME = "advice.json"
+MATRIX_NAME = "matrix.png"
 
 
 def library_versions() -> dict[str, str]:

@@ -49,6 +49,7 @@ class BackboneScore:
     linear_probe: float = math.nan
     seconds: float = 0.0
     error: str | None = None  # why it was skipped (e.g. its weights are not available offline)
+    requested: str = ""  # the name as given (an alias such as "lite0"), before resolving
 
 
 @dataclass
@@ -319,13 +320,13 @@ def rank_backbones(pool: Samples, backbones: Sequence[str], *, image_size: int |
         try:
             model, _ = create_backbone(name)
         except (WeightsUnavailableError, ValueError) as e:
-            scores.append(BackboneScore(name, math.nan, error=str(e).splitlines()[0]))
+            scores.append(BackboneScore(name, math.nan, error=str(e).splitlines()[0], requested=name))
             continue
         config = resolve_data_config(model, image_size, None)
         task = measure_sample(model, pool, config, classifier=None, device=dev, sample_size=sample_size, seed=seed)
         scores.append(BackboneScore(resolve_backbone_name(name), logme(task.features, task.labels),
                                     linear_probe_accuracy(task.features, task.labels, seed=seed),
-                                    round(time.perf_counter() - start, 2)))
+                                    round(time.perf_counter() - start, 2), requested=name))
         built[name] = (model, config, task)
     scores.sort(key=lambda s: (s.error is not None, -s.score if s.error is None else 0.0))
     return scores, built
@@ -365,11 +366,13 @@ def advise(data: Any, labels: Sequence[Any] | np.ndarray | None = None, *, backb
         if not built:
             raise ValueError("none of the backbones could be measured: "
                              + "; ".join(f"{r.backbone}: {r.error}" for r in ranking))
-        backbone = next(r.backbone for r in ranking if r.error is None)
-        weights = None
-    name = resolve_backbone_name(backbone)
-    model, _ = create_backbone(name, weights=weights)
-    config = resolve_data_config(model, image_size, None)
+        chosen = next(r for r in ranking if r.error is None)
+        model, config, _ = built[chosen.requested]
+        name, weights = chosen.backbone, None
+    else:
+        name = resolve_backbone_name(backbone)
+        model, _ = create_backbone(name, weights=weights)
+        config = resolve_data_config(model, image_size, None)
     advice = advise_splits(splits, model, config, backbone_name=name, device=device, seed=seed, progress=progress,
                            weights=weights, sample_size=sample_size)
     if ranking:

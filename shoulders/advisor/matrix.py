@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -17,6 +18,7 @@ from .plan import QUADRANTS
 
 _CELLS = {1: (0, 0), 2: (0, 1), 3: (1, 0), 4: (1, 1)}  # quadrant → (row from the top, column from the left)
 _CELL_WIDTH = 34
+_LABEL_WIDTH = 13
 _PLAN_TEXT = {1: "full fine-tune", 2: "partial: top blocks", 3: "partial deeper + augment", 4: "frozen base + head"}
 
 
@@ -70,18 +72,37 @@ def save_matrix_png(path: str | Path, *, images_per_class: float, similarity: fl
     return path
 
 
+def save_advice_matrix(advice: dict[str, Any], path: str | Path) -> Path:
+    """Writes the PNG from an advice as saved (``Advice.to_dict()``, e.g. a run folder's ``advice.json``)."""
+    similarity = advice["similarity"]
+    return save_matrix_png(path, images_per_class=advice["size"]["median_per_class"],
+                           similarity=math.nan if similarity is None else similarity,
+                           similarity_threshold=advice["similarity_threshold"],
+                           large_per_class=advice["size"]["large_per_class"], quadrant=advice["quadrant"],
+                           title=f"{advice['backbone']}: quadrant {advice['quadrant']}")
+
+
+def advice_matrix_text(advice: dict[str, Any]) -> str:
+    """The text matrix from an advice as saved (``Advice.to_dict()``)."""
+    similarity = advice["similarity"]
+    return matrix_text(images_per_class=advice["size"]["median_per_class"],
+                       similarity=math.nan if similarity is None else similarity,
+                       similarity_threshold=advice["similarity_threshold"],
+                       large_per_class=advice["size"]["large_per_class"], quadrant=advice["quadrant"])
+
+
 def matrix_text(*, images_per_class: float, similarity: float, similarity_threshold: float, large_per_class: int,
                 quadrant: int) -> str:
     """The 2×2 matrix in plain text, the placed quadrant marked with ``>>`` and the dataset's figures."""
-    rule = "          +" + ("-" * _CELL_WIDTH + "+") * 2
-    lines = [f"{'':10}  {'different (< ' + format(similarity_threshold, '.2f') + ')':<{_CELL_WIDTH}}"
+    rule = " " * _LABEL_WIDTH + "+" + ("-" * _CELL_WIDTH + "+") * 2
+    lines = [f"{'':{_LABEL_WIDTH}}  {'different (< ' + format(similarity_threshold, '.2f') + ')':<{_CELL_WIDTH}}"
              f"{'similar (>= ' + format(similarity_threshold, '.2f') + ')':<{_CELL_WIDTH}}", rule]
     for row, (name, side) in enumerate((("large", f">={large_per_class}"), ("small", f"<{large_per_class}"))):
         numbers = [n for n, (r, _) in sorted(_CELLS.items(), key=lambda kv: kv[1]) if r == row]
         first = "".join(_cell(n, quadrant, f"Q{n} {_PLAN_TEXT[n]}") for n in numbers)
         here = f"{images_per_class:g}/class, sim {similarity:.3f}" if math.isfinite(similarity) else "similarity n/a"
         second = "".join(_cell(n, quadrant, here if n == quadrant else "") for n in numbers)
-        lines += [f"{name:<10}|{first}", f"{side + '/class':<10}|{second}", rule]
+        lines += [f"{name:<{_LABEL_WIDTH}}|{first}", f"{side + '/class':<{_LABEL_WIDTH}}|{second}", rule]
     q = QUADRANTS[quadrant]
     lines.append(f"placed in Q{quadrant}: {q.summary}")
     return "\n".join(lines)

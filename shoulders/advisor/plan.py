@@ -54,10 +54,18 @@ def default_plan(strategy: str) -> Plan:
 
 
 def apply_plan(config: RunConfig, plan: Plan) -> RunConfig:
-    """A copy of ``config`` with every unset (``None``) field that ``plan`` covers filled from it."""
+    """A copy of ``config`` with every unset (``None``) field that ``plan`` covers filled from it.
+
+    Explicit settings always win. An explicit ``trainable_blocks`` under strategy ``auto`` selects ``partial``; when
+    the strategy that results is not the plan's, the unset fields come from that strategy's defaults instead
+    (a frozen plan's 30 head epochs would be wrong for fine-tuning).
+    """
     out = copy.deepcopy(config)
     if out.strategy.name == "auto":
-        out.strategy.name = plan.strategy
+        # An explicit depth (--trainable-blocks) only means something for strategy 2, so it picks it.
+        out.strategy.name = "partial" if out.strategy.trainable_blocks is not None else plan.strategy
+    if out.strategy.name != plan.strategy:  # the plan's numbers belong to its strategy, not to the one chosen
+        plan = default_plan(out.strategy.name)
     if out.train.epochs is None:
         out.train.epochs = plan.epochs
     if out.train.lr is None:

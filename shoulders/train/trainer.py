@@ -2,6 +2,12 @@
 
 Plain functions with their dependencies as arguments. The frozen strategy takes a different road: features once,
 then the head alone on the cached features (seconds), through the same loop or the convex solver.
+
+Under a launcher (``torchrun`` / ``accelerate launch``, see ``distributed``) the same functions run in every
+process: training batches are sharded by a ``DistributedSampler`` and gradients averaged by DDP; validation is
+sharded without duplicates and its sums reduced, so every process takes the same best-model and early-stopping
+decisions; the frozen strategy's features are extracted shard by shard and gathered once on rank 0, which alone
+reads and writes the feature cache, fits the head and writes files. ``batch_size`` is the global batch.
 """
 
 from __future__ import annotations
@@ -18,16 +24,24 @@ import torch
 from torch import nn
 
 from ..config import RunConfig
+from timm.layers import convert_sync_batchnorm
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DistributedSampler
+
 from ..data import DataSplits, ImageDataset, create_transforms, make_loader
+from ..data.loader import default_num_workers
 from ..strategies import Phase, Strategy, backbone_blocks
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .device import Precision, resolve_device, resolve_precision
-from .features import FeatureCache, cached_features, default_cache_dir, extract_features
+from .device import Precision, resolve_precision
+from .distributed import (DistContext, ShardSampler, all_reduce_sum, barrier, broadcast_object, gather_shards,
+                          init_distributed, is_main, shard_indices)
+from .features import FeatureCache, default_cache_dir, extract_features
 from .head_solver import fit_linear_head
 from .history import write_history
 from .loop import evaluate, set_epoch_seed, train_one_epoch, warmup_cosine
 
 FEATURE_BATCH = 256  # head-on-features batches: the work per step is tiny, so large batches
+RANK_SEED_STRIDE = 1_000_003  # rank r seeds its augmentations and dropout from seed + r × this (rank 0: as alone)
 
 
 @dataclass
@@ -55,14 +69,38 @@ class _Run:
     eval_tf: Any
     criterion: nn.Module
     run_dir: Path | None
+    dist: DistContext
 
-    def loader(self, samples: Any, transform: Any, shuffle: bool) -> Any:
-        return make_loader(ImageDataset(samples, transform), self.config.data.batch_size, shuffle=shuffle,
-                           seed=self.config.train.seed, device=self.device, num_workers=self.config.data.num_workers)
+    @property
+    def progress(self) -> bool:
+        """Bars and per-epoch lines: on rank 0 only."""
+        return self.config.train.progress and self.dist.is_main
+
+    def loader(self, samples: Any, transform: Any, *, train: bool) -> Any:
+        """This process's loader: a seeded, padded shard of a global permutation for training (the global batch
+        of step k is the same set of images at any world size); a strided shard without duplicates otherwise."""
+        dataset = ImageDataset(samples, transform)
+        world, rank = self.dist.world_size, self.dist.rank
+        sampler = (DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True,
+                                      seed=self.config.train.seed * 1000) if train
+                   else ShardSampler(len(dataset), self.dist))
+        workers = self.config.data.num_workers
+        if workers is None:  # the machine's spare cores are shared by the processes running on it
+            workers = default_num_workers(self.device) // self.dist.local_world_size
+        return make_loader(dataset, self.config.data.batch_size // world, shuffle=False, sampler=sampler,
+                           seed=self.config.train.seed, device=self.device, num_workers=workers)
 
     def evaluate(self, model: nn.Module, loader: Any) -> dict[str, float]:
-        return evaluate(model, self.criterion, loader, self.device, precision=self.precision,
-                        channels_last=self.config.train.channels_last)
+        """Loss and accuracy of this process's shard, reduced to the whole split's."""
+        return _whole_split(evaluate(model, self.criterion, loader, self.device, precision=self.precision,
+                                     channels_last=self.config.train.channels_last))
+
+    def parallel(self, model: nn.Module) -> nn.Module:
+        """DDP over the current phase's trainable parameters (rebuilt each phase); the model itself alone."""
+        if not self.dist.distributed:
+            return model
+        return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                                       broadcast_buffers=self.config.strategy.train_bn)
 
 
 def fit(model: nn.Module, strategy: Strategy, splits: DataSplits, config: RunConfig, data_config: dict[str, Any],
@@ -82,23 +120,57 @@ def fit(model: nn.Module, strategy: Strategy, splits: DataSplits, config: RunCon
             on-disk feature cache of the frozen strategy.
     """
     start = time.perf_counter()
-    device = resolve_device(config.train.device)
+    ctx = init_distributed(config.train.device)
+    _check_parallel_settings(config, ctx)
+    device = ctx.device
     precision = resolve_precision(config.train.precision, device)
     model.to(device)
     if config.train.channels_last:
         model.to(memory_format=torch.channels_last)
+    if config.train.sync_bn and ctx.distributed:
+        convert_sync_batchnorm(model)  # timm's: keeps BatchNormAct2d's activation; same parameters, same keys
     train_tf, eval_tf = create_transforms(data_config, augment=config.data.augment or "none", hflip=config.data.hflip)
     run = _Run(model, strategy, splits, config, device, precision, train_tf, eval_tf,
                nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing),
-               Path(run_dir) if run_dir is not None else None)
+               Path(run_dir) if run_dir is not None else None, ctx)
     if strategy.uses_feature_cache:
         result = _fit_on_features(run, cache_identity)
     else:
         result = _fit_phases(run, resume)
     result.runtime.update({"device": str(device), "precision": vars(precision),
                            "channels_last": config.train.channels_last, "threads": torch.get_num_threads(),
+                           "world_size": ctx.world_size, "backend": ctx.backend,
+                           "batch_size_per_process": config.data.batch_size // ctx.world_size,
+                           "sync_bn": bool(config.train.sync_bn and ctx.distributed),
                            "seconds": round(time.perf_counter() - start, 2)})
     return result
+
+
+def _check_parallel_settings(config: RunConfig, ctx: DistContext) -> None:
+    batch, world = config.data.batch_size, ctx.world_size
+    if batch % world:
+        raise ValueError(f"--batch-size is the global batch and must split evenly over the {world} processes; "
+                         f"{batch} does not: use {max(world, batch // world * world)} or {(batch // world + 1) * world}")
+    if config.train.sync_bn and not config.strategy.train_bn:
+        raise ValueError("--sync-bn synchronises the batch statistics of BatchNorm layers that train; with frozen "
+                         "BatchNorm (the default) there are none: add --train-bn or drop --sync-bn")
+    if config.train.sync_bn and ctx.distributed and ctx.device.type != "cuda":
+        raise ValueError("--sync-bn needs CUDA GPUs (PyTorch's SyncBatchNorm has no CPU kernel); drop it on the CPU")
+
+
+def _whole_split(part: dict[str, float]) -> dict[str, float]:
+    """One process's loss / accuracy / image count → the whole split's, from sums over every process."""
+    n = part["images"]
+    loss_sum, correct, count = all_reduce_sum([part["loss"] * n if n else 0.0, part["accuracy"] * n if n else 0.0, n])
+    if not count:
+        return {**part, "images": 0}
+    return {**part, "loss": loss_sum / count, "accuracy": round(correct) / count, "images": int(count)}
+
+
+def _seed(run: _Run, epoch: int) -> int:
+    """Seeds every random source from (seed, epoch, rank), so a resumed run replays an uninterrupted one and each
+    process draws its own augmentations and dropout masks (rank 0 exactly as a single-process run)."""
+    return set_epoch_seed(run.config.train.seed + RANK_SEED_STRIDE * run.dist.rank, epoch).initial_seed()
 
 
 # -- fine-tuning (full / partial) ---------------------------------------------------------------------------------
@@ -106,8 +178,8 @@ def _fit_phases(run: _Run, resume: bool) -> FitResult:
     cfg = run.config.train
     _, blocks = backbone_blocks(run.model.backbone)
     phases = run.strategy.phases(cfg.epochs, len(blocks))
-    train_loader = run.loader(run.splits.train, run.train_tf, shuffle=True)
-    val_loader = run.loader(run.splits.val, run.eval_tf, shuffle=False)
+    train_loader = run.loader(run.splits.train, run.train_tf, train=True)
+    val_loader = run.loader(run.splits.val, run.eval_tf, train=False)
     state = _initial_state(run, resume)
     for phase_index, phase in enumerate(phases):
         if phase_index < state["phase_index"] or phase.epochs == 0:
@@ -115,19 +187,22 @@ def _fit_phases(run: _Run, resume: bool) -> FitResult:
         phase_info = run.strategy.apply_phase(run.model, phase)
         if phase_index >= len(state["phases"]):
             state["phases"].append(phase_info)
+        net = run.parallel(run.model)  # after apply_phase: DDP registers exactly the parameters that now train
         optimizer, scheduler, scaler = _optimizer(run, phase, len(train_loader))
         if state.get("optimizer") is not None and phase_index == state["phase_index"]:
             optimizer.load_state_dict(state.pop("optimizer"))
             scheduler.load_state_dict(state.pop("scheduler"))
         while state["phase_epoch"] < phase.epochs and not state["stopped"]:
-            _run_epoch(run, phase, optimizer, scheduler, scaler, train_loader, val_loader, state)
+            _run_epoch(run, phase, optimizer, scheduler, scaler, train_loader, val_loader, state, net=net)
             if run.run_dir is not None:
-                _checkpoint(run, state, phase_index, optimizer, scheduler)
+                if run.dist.is_main:
+                    _checkpoint(run, state, phase_index, optimizer, scheduler)
+                barrier()  # an interruption after this epoch always finds its checkpoint on disk
         state["phase_index"], state["phase_epoch"] = phase_index + 1, 0
     run.model.load_state_dict(state["best_state"])
     metrics = {"val_accuracy": state["best"]["val_accuracy"], "val_loss": state["best"]["val_loss"],
-               "best_epoch": state["best"]["epoch"], "epochs_run": len(state["history"]),
-               "early_stopped": state["stopped"]}
+               "val_images": state["best"].get("val_images"), "best_epoch": state["best"]["epoch"],
+               "epochs_run": len(state["history"]), "early_stopped": state["stopped"]}
     _test_metrics(run, metrics)
     return FitResult(state["history"], metrics, state["phases"], {})
 
@@ -158,17 +233,19 @@ def _optimizer(run: _Run, phase: Phase, steps_per_epoch: int) -> tuple[Any, Any,
 
 
 def _run_epoch(run: _Run, phase: Phase, optimizer: Any, scheduler: Any, scaler: Any, train_loader: Any,
-               val_loader: Any, state: dict[str, Any]) -> None:
+               val_loader: Any, state: dict[str, Any], *, net: nn.Module | None = None) -> None:
+    """One epoch: ``net`` (the model, or its DDP wrapper) trains; the model itself is validated."""
     cfg = run.config.train
     epoch = state["epoch"]
-    train_loader.generator.manual_seed(set_epoch_seed(cfg.seed, epoch).initial_seed())
+    train_loader.sampler.set_epoch(epoch)  # the epoch's permutation, the same on every process
+    train_loader.generator.manual_seed(_seed(run, epoch))  # this process's augmentation and worker seeds
     run.strategy.set_train_mode(run.model)
     lr = optimizer.param_groups[0]["lr"]
-    train = train_one_epoch(run.model, run.criterion, optimizer, train_loader, run.device, epoch=epoch,
+    train = train_one_epoch(net or run.model, run.criterion, optimizer, train_loader, run.device, epoch=epoch,
                             precision=run.precision, scheduler=scheduler, scaler=scaler,
-                            channels_last=cfg.channels_last, progress=cfg.progress, desc=phase.name)
+                            channels_last=cfg.channels_last, progress=run.progress, desc=phase.name)
     val = run.evaluate(run.model, val_loader)
-    _record(run, state, phase.name, lr, train, val)
+    _record(run, state, phase.name, lr, _whole_split(train), val)
 
 
 def _record(run: _Run, state: dict[str, Any], phase: str, lr: float, train: dict[str, float],
@@ -180,7 +257,8 @@ def _record(run: _Run, state: dict[str, Any], phase: str, lr: float, train: dict
     state["history"].append(row)
     best = state["best"]
     if (val["accuracy"], -val["loss"]) > (best["val_accuracy"], -best["val_loss"]):
-        state["best"] = {"val_accuracy": val["accuracy"], "val_loss": val["loss"], "epoch": epoch}
+        state["best"] = {"val_accuracy": val["accuracy"], "val_loss": val["loss"], "epoch": epoch,
+                         "val_images": val.get("images")}
         state["best_state"] = {k: v.detach().cpu().clone() for k, v in run.model.state_dict().items()}
     if val["loss"] < state["best_val_loss"]:
         state["best_val_loss"], state["since_improved"] = val["loss"], 0
@@ -189,10 +267,10 @@ def _record(run: _Run, state: dict[str, Any], phase: str, lr: float, train: dict
     patience = run.config.train.patience
     state["stopped"] = bool(patience is not None and state["since_improved"] >= patience)
     state["epoch"], state["phase_epoch"] = epoch, state["phase_epoch"] + 1
-    if run.config.train.progress:
+    if run.config.train.progress and is_main():
         print(f"epoch {epoch:>3} {phase:<8} train loss {train['loss']:.4f} acc {train['accuracy']:.3f} | "
               f"val loss {val['loss']:.4f} acc {val['accuracy']:.3f} | {row['seconds']:.1f}s", flush=True)
-    if run.run_dir is not None:
+    if run.run_dir is not None and is_main():
         write_history(run.run_dir, state["history"])
 
 
@@ -206,8 +284,8 @@ def _checkpoint(run: _Run, state: dict[str, Any], phase_index: int, optimizer: A
 
 def _test_metrics(run: _Run, metrics: dict[str, Any]) -> None:
     if run.splits.test is not None and len(run.splits.test):
-        test = run.evaluate(run.model, run.loader(run.splits.test, run.eval_tf, shuffle=False))
-        metrics.update(test_accuracy=test["accuracy"], test_loss=test["loss"])
+        test = run.evaluate(run.model, run.loader(run.splits.test, run.eval_tf, train=False))
+        metrics.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"])
 
 
 # -- frozen base: the head on cached features ------------------------------------------------------------------
