@@ -15,9 +15,10 @@ from .data import DataSplits, ImageDataset, Samples, collect_paths, create_trans
 from .data import resolve_data_config, samples_from_arrays
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
 from .run_folder import MATRIX_NAME, library_versions, load_model_weights, read_run, write_run
-from .strategies import create_strategy
+from .strategies import STRATEGIES, create_strategy
 from .train import fit as fit_model
-from .train import predict_logits, resolve_device, resolve_precision
+from .train import barrier, broadcast_object, init_distributed, is_main, predict_logits, resolve_device
+from .train import resolve_precision
 
 ImagesInput = str | Path | Sequence[str | Path] | np.ndarray | Samples
 
@@ -73,10 +74,11 @@ class TransferClassifier:
         """The backbone with its own ImageNet head: a ready classifier of the 1000 ImageNet classes, no training."""
         cfg = RunConfig()
         cfg.model.backbone, cfg.model.weights = resolve_backbone_name(backbone), weights
-        cfg.strategy.name, cfg.train.device = "frozen", device or "auto"
+        # "imagenet": nothing was trained here (not a registered strategy, so inference runs at full precision)
+        cfg.strategy.name, cfg.train.device = "imagenet", device or "auto"
         model, info = create_backbone(cfg.model.backbone, weights=weights, with_imagenet_head=True)
         model.eval()
-        clf = cls(backbone=cfg.model.backbone, strategy="frozen", weights=weights, config=cfg, device=cfg.train.device)
+        clf = cls(backbone=cfg.model.backbone, strategy="imagenet", weights=weights, config=cfg, device=cfg.train.device)
         clf.classes_, clf.model_, clf.config_, clf.weights_ = imagenet_class_names(), model, cfg, info
         clf.data_config_ = resolve_data_config(model, None, None)
         return clf
@@ -107,6 +109,7 @@ class TransferClassifier:
         """
         cfg = self.build_config()
         cfg.model.backbone = resolve_backbone_name(cfg.model.backbone)
+        init_distributed(cfg.train.device)  # under torchrun / accelerate: join the group, pin this process's GPU
         splits = X if isinstance(X, DataSplits) else load_data(
             X, y, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed, on_bad_image=cfg.data.on_bad_image,
             max_per_class=cfg.data.max_per_class)
@@ -129,8 +132,9 @@ class TransferClassifier:
         self.split_ = splits.split
         self.bad_images_ = [{"path": b.path, "reason": b.reason} for b in splits.bad_images]
         self.feature_cache_ = result.cache
-        if out_dir is not None:
+        if out_dir is not None and is_main():  # one process writes the run folder; the others wait for it
             self.save(out_dir)
+        barrier()
         return self
 
     def _plan(self, cfg: RunConfig, splits: DataSplits, model: nn.Module,
@@ -140,9 +144,10 @@ class TransferClassifier:
         from .advisor import advise_splits  # the advisor needs the pretrained network, so only when asked
 
         advice = advise_splits(splits, model.backbone, data_config, backbone_name=cfg.model.backbone,
-                               device=cfg.train.device, seed=cfg.train.seed, progress=cfg.train.progress,
-                               weights=cfg.model.weights, pretrained=cfg.model.pretrained)
-        return advice.plan, advice.to_dict()
+                               device=cfg.train.device, seed=cfg.train.seed,
+                               progress=cfg.train.progress and is_main(), weights=cfg.model.weights,
+                               pretrained=cfg.model.pretrained)
+        return broadcast_object((advice.plan, advice.to_dict()))  # every process trains rank 0's plan
 
     # -- prediction -----------------------------------------------------------------------------------------
     def predict_proba(self, X: ImagesInput) -> np.ndarray:
@@ -151,7 +156,8 @@ class TransferClassifier:
         samples = as_samples(X)
         _, eval_tf = create_transforms(self.data_config_)
         device = resolve_device(self.config_.train.device)
-        precision = resolve_precision(self.config_.train.precision, device)
+        fixed = self.config_.strategy.name in STRATEGIES and STRATEGIES.get(self.config_.strategy.name).uses_feature_cache
+        precision = resolve_precision(self.config_.train.precision, device, fixed_features=fixed)
         self.model_.to(device)
         loader = make_loader(ImageDataset(samples, eval_tf), self.config_.data.batch_size, shuffle=False,
                              device=device, num_workers=self.config_.data.num_workers)

@@ -130,12 +130,15 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-dropout", type=float, help="dropout in the head")
     p.add_argument("--head-solver", choices=["lbfgs", "sgd"], help="frozen: how the head is trained")
     p.add_argument("--train-bn", action="store_true", help="let trainable BatchNorm layers update running statistics")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="with --train-bn under torchrun/accelerate on GPUs: batch statistics over all processes")
     p.add_argument("--augment", help="none | light | strong (default: the plan's)")
     p.add_argument("--hflip", action="store_true", help="add random horizontal flips (not for digits/text)")
     p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's, 224 for lite0)")
     p.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the backbone's, 0.875 for lite0; "
                    "1.0 keeps the whole image)")
-    p.add_argument("--batch-size", type=int, help="images per batch (default 64)")
+    p.add_argument("--batch-size", type=int, help="images per batch (default 64); under torchrun/accelerate the "
+                   "global batch, split evenly over the processes")
     p.add_argument("--val-fraction", type=float, help="held-out share when DATA has no val/ split (default 0.2)")
     p.add_argument("--max-per-class", type=int, help="use at most N training images per class")
     p.add_argument("--on-bad-image", choices=["skip", "error"], help="unreadable images: skip and list them (default) or stop")
@@ -176,6 +179,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
             setattr(getattr(cfg, section), field, value)
     cfg.model.pretrained = not args.no_pretrained
     cfg.strategy.train_bn = args.train_bn
+    cfg.train.sync_bn = args.sync_bn
     cfg.data.hflip = args.hflip
     cfg.train.channels_last = not args.no_channels_last
     cfg.train.feature_cache = not args.no_cache
@@ -185,10 +189,12 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def _train(args: argparse.Namespace) -> int:
     from .classifier import TransferClassifier
+    from .train import is_main
 
     clf = TransferClassifier.from_config(config_from_args(args))
     clf.fit(args.data, out_dir=args.out, resume=args.resume)
-    print(training_summary(clf, args.out))
+    if is_main():  # under torchrun / accelerate every process trains; one reports
+        print(training_summary(clf, args.out))
     return 0
 
 

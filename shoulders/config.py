@@ -71,6 +71,7 @@ class TrainConfig:
     channels_last: bool = True  # 2x faster fine-tuning on CPU (FINDINGS); harmless on CUDA
     precision: str = "auto"  # auto (bf16 autocast for frozen features on bf16 CPUs, AMP on CUDA) | fp32 | bf16 | fp16
     feature_cache: bool = True  # frozen strategy: reuse pooled features across runs (keyed by content)
+    sync_bn: bool = False  # under a launcher with --train-bn: BatchNorm statistics over the global batch (CUDA only)
     progress: bool = True
 
 

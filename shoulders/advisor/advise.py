@@ -194,10 +194,11 @@ def _similarity(m: _Measured) -> tuple[float, float, str, list[Measurement]]:
                 Measurement("leep", entropy["leep"], meaning="Nguyen et al. 2020; 0 is best"),
                 Measurement("nce", entropy["nce"], meaning="Tran et al. 2019; 0 is best")]
     if m.native.bn_distance:
-        distance = float(np.exp(np.mean(np.log(np.maximum(m.native.bn_distance, 1e-12)))))
+        distances = [d for _, d in m.native.bn_distance]
+        distance = float(np.exp(np.mean(np.log(np.maximum(distances, 1e-12)))))
         out.append(Measurement("imagenet_bn_distance", distance, meaning=f"geometric mean over "
-                               f"{len(m.native.bn_distance)} BatchNorm layers at {m.native_size} px"))
-        similarity = similarity_from_statistics(m.native.bn_distance)
+                               f"{len(distances)} BatchNorm layers at {m.native_size} px"))
+        similarity = similarity_from_statistics(distances)
         method = f"activation statistics vs the BatchNorm layers' ImageNet statistics, at {m.native_size} px"
         threshold = SIMILARITY_THRESHOLD
     elif probs is not None:

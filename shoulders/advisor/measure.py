@@ -34,8 +34,8 @@ class SampleMeasurement:
         features: (N, D) pooled features of the top of the backbone (what a new head sees).
         source_probs: (N, Z) softmax of the pretrained ImageNet head, or None when no head was available.
         block_features: per coarse block, bottom to top: (name, (N, D_k) globally average-pooled output).
-        bn_distance: per BatchNorm layer, bottom to top: the standardised Fréchet distance between the sample's
-            activations entering it and the running statistics it stores from pretraining.
+        bn_distance: per BatchNorm layer, bottom to top: (module name, the standardised Fréchet distance between
+            the sample's activations entering it and the running statistics it stores from pretraining).
         seconds: wall time of the pass.
     """
 
@@ -43,7 +43,7 @@ class SampleMeasurement:
     features: np.ndarray
     source_probs: np.ndarray | None
     block_features: list[tuple[str, np.ndarray]] = field(default_factory=list)
-    bn_distance: list[float] = field(default_factory=list)
+    bn_distance: list[tuple[str, float]] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -86,8 +86,10 @@ class _Recorder:
 
     def __init__(self, backbone: nn.Module, seed: int) -> None:
         self.blocks = _block_output_modules(backbone)
-        self.norms = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-                      and m.track_running_stats and m.running_mean is not None]
+        norms = [(n, m) for n, m in backbone.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+                 and m.track_running_stats and m.running_mean is not None]
+        self.norm_names = [n for n, _ in norms]
+        self.norms = [m for _, m in norms]
         self.pooled: list[list[torch.Tensor]] = [[] for _ in self.blocks]
         self.norm_rows: list[list[torch.Tensor]] = [[] for _ in self.norms]
         self.generator = torch.Generator().manual_seed(seed)
@@ -124,14 +126,14 @@ class _Recorder:
     def block_features(self) -> list[tuple[str, np.ndarray]]:
         return [(name, torch.cat(parts).numpy()) for (name, _), parts in zip(self.blocks, self.pooled) if parts]
 
-    def bn_distances(self) -> list[float]:
+    def bn_distances(self) -> list[tuple[str, float]]:
         out = []
-        for module, parts in zip(self.norms, self.norm_rows):
+        for name, module, parts in zip(self.norm_names, self.norms, self.norm_rows):
             if parts:
                 ref_var = module.running_var.detach().double().cpu().numpy() + module.eps
                 rows = torch.cat(parts).double().numpy()
-                out.append(feature_distribution_distance(rows, module.running_mean.detach().double().cpu().numpy(),
-                                                         ref_var))
+                out.append((name, feature_distribution_distance(
+                    rows, module.running_mean.detach().double().cpu().numpy(), ref_var)))
         return out
 
 

@@ -45,15 +45,20 @@ class Precision:
         return self.train == "fp16"
 
 
-def resolve_precision(name: str, device: torch.device) -> Precision:
-    """``auto``: AMP on CUDA (bf16 where supported, else fp16); on the CPU fp32 training (bf16 autocast does not
-    speed up the backward pass there, FINDINGS) and bf16 inference and feature extraction on CPUs with native bf16 (2.7x faster
-    at 224 px, pooled features at cosine ≥ 0.999 to fp32)."""
+def resolve_precision(name: str, device: torch.device, fixed_features: bool = False) -> Precision:
+    """The run's autocast dtypes.
+
+    ``auto``: on CUDA, AMP everywhere (bf16 where supported, else fp16). On the CPU, fp32 training (bf16 autocast
+    does not speed up the backward pass there, FINDINGS) and fp32 inference, except for a fixed feature extractor
+    (``fixed_features``: the frozen strategy) on a CPU with native bf16, which extracts features in bf16 (2.7x
+    faster at 224 px, pooled features at cosine >= 0.999 to fp32) and therefore also predicts in bf16, so that
+    the head always sees the kind of features it was fitted on.
+    """
     if name == "auto":
         if device.type == "cuda":
             amp = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
             return Precision(train=amp, inference=amp)
-        return Precision(train="fp32", inference="bf16" if cpu_supports_bf16() else "fp32")
+        return Precision(train="fp32", inference="bf16" if fixed_features and cpu_supports_bf16() else "fp32")
     if name not in ("fp32", "bf16", "fp16"):
         raise ValueError(f"unknown precision {name!r}; choose auto, fp32, bf16 or fp16")
     if name == "fp16" and device.type == "cpu":

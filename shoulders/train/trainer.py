@@ -123,7 +123,7 @@ def fit(model: nn.Module, strategy: Strategy, splits: DataSplits, config: RunCon
     ctx = init_distributed(config.train.device)
     _check_parallel_settings(config, ctx)
     device = ctx.device
-    precision = resolve_precision(config.train.precision, device)
+    precision = resolve_precision(config.train.precision, device, fixed_features=strategy.uses_feature_cache)
     model.to(device)
     if config.train.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -149,8 +149,9 @@ def fit(model: nn.Module, strategy: Strategy, splits: DataSplits, config: RunCon
 def _check_parallel_settings(config: RunConfig, ctx: DistContext) -> None:
     batch, world = config.data.batch_size, ctx.world_size
     if batch % world:
+        lower, upper = max(world, batch // world * world), (batch // world + 1) * world
         raise ValueError(f"--batch-size is the global batch and must split evenly over the {world} processes; "
-                         f"{batch} does not: use {max(world, batch // world * world)} or {(batch // world + 1) * world}")
+                         f"{batch} does not: use {lower} or {upper}")
     if config.train.sync_bn and not config.strategy.train_bn:
         raise ValueError("--sync-bn synchronises the batch statistics of BatchNorm layers that train; with frozen "
                          "BatchNorm (the default) there are none: add --train-bn or drop --sync-bn")
@@ -290,59 +291,83 @@ def _test_metrics(run: _Run, metrics: dict[str, Any]) -> None:
 
 # -- frozen base: the head on cached features ------------------------------------------------------------------
 def _fit_on_features(run: _Run, cache_identity: dict[str, Any] | None) -> FitResult:
+    """Every process extracts its shard of the features; rank 0 gathers them, fits the head and sends it out."""
     cfg, scfg = run.config.train, run.config.strategy
     phase_info = run.strategy.apply_phase(run.model, Phase("head", cfg.epochs, 0))
     cache = FeatureCache(default_cache_dir() / "features") if cfg.feature_cache and cache_identity else None
     views = scfg.feature_views if (run.config.data.augment or "none") != "none" else 1
-    train_x, train_y = _features(run, cache, cache_identity, run.splits.train, views)
-    val_x, val_y = _features(run, cache, cache_identity, run.splits.val, 1)
+    train = _features(run, cache, cache_identity, run.splits.train, views)
+    val = _features(run, cache, cache_identity, run.splits.val, 1)
+    has_test = run.splits.test is not None and len(run.splits.test) > 0
+    test = _features(run, cache, cache_identity, run.splits.test, 1) if has_test else None
+    outcome = None
+    if run.dist.is_main:
+        history, metrics = _fit_head(run, train, val)
+        if test is not None:
+            scores = _head_eval(run, *test)
+            metrics.update(test_accuracy=scores["accuracy"], test_loss=scores["loss"], test_images=scores["images"])
+        if run.run_dir is not None:
+            write_history(run.run_dir, history)
+        head_state = {k: v.detach().cpu() for k, v in run.model.head.state_dict().items()}
+        cache_stats = {"hits": cache.hits, "misses": cache.misses} if cache else {}
+        outcome = (history, metrics, head_state, cache_stats)
+    history, metrics, head_state, cache_stats = broadcast_object(outcome)
+    run.model.head.load_state_dict(head_state)
+    return FitResult(history, metrics, [phase_info], {"feature_views": views}, cache_stats)
+
+
+def _fit_head(run: _Run, train: tuple[np.ndarray, np.ndarray],
+              val: tuple[np.ndarray, np.ndarray]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The new head on the features, with the convex solver or the SGD loop (one process)."""
+    cfg, scfg = run.config.train, run.config.strategy
     head = run.model.head
     solver = scfg.head_solver or ("lbfgs" if isinstance(head, nn.Linear) else "sgd")
     if solver == "lbfgs":
         if not isinstance(head, nn.Linear):
             raise ValueError("head_solver 'lbfgs' needs a linear head; drop --head-hidden or use --head-solver sgd")
-        rows = fit_linear_head(head, train_x, train_y, val_x, val_y, len(run.splits.classes), seed=cfg.seed)
+        rows = fit_linear_head(head, *train, *val, len(run.splits.classes), seed=cfg.seed)
         history = [{"epoch": i + 1, "phase": "head", "lr": math.nan, "train_loss": math.nan,
                     "train_accuracy": r["train_accuracy"], "val_loss": r["val_loss"],
                     "val_accuracy": r["val_accuracy"], "seconds": 0.0, "C": r["C"]} for i, r in enumerate(rows)]
         best = max(rows, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
-        metrics = {"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"], "head_C": best["C"]}
+        metrics = {"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"], "val_images": len(val[1]),
+                   "head_C": best["C"]}
     elif solver == "sgd":
-        history, metrics = _fit_head_sgd(run, train_x, train_y, val_x, val_y)
+        history, metrics = _fit_head_sgd(run, *train, *val)
     else:
         raise ValueError(f"unknown head_solver {solver!r}; choose lbfgs or sgd")
     metrics["head_solver"] = solver
-    if run.splits.test is not None and len(run.splits.test):
-        test_x, test_y = _features(run, cache, cache_identity, run.splits.test, 1)
-        test = _head_eval(run, test_x, test_y)
-        metrics.update(test_accuracy=test["accuracy"], test_loss=test["loss"])
-    if run.run_dir is not None:
-        write_history(run.run_dir, history)
-    cache_stats = {"hits": cache.hits, "misses": cache.misses} if cache else {}
-    return FitResult(history, metrics, [phase_info], {"feature_views": views}, cache_stats)
+    return history, metrics
 
 
 def _features(run: _Run, cache: FeatureCache | None, identity: dict[str, Any] | None, samples: Any,
-              views: int) -> tuple[np.ndarray, np.ndarray]:
-    """Features of ``samples``: one eval-transform view, or ``views`` augmented views stacked."""
+              views: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """Features and labels of ``samples`` on rank 0 (``None`` elsewhere): one eval-transform view, or ``views``
+    augmented views stacked. Each process fingerprints and extracts its shard; rank 0 gathers them once and alone
+    reads and writes the disk cache."""
     cfg = run.config.train
-    fingerprints = [samples.fingerprint(i) for i in range(len(samples))] if cache else []
-    labels = np.asarray(samples.labels, dtype=np.int64)
+    shard = shard_indices(len(samples), run.dist)
+    fingerprints = gather_shards([samples.fingerprint(i) for i in shard], len(samples)) if cache else None
     out = []
     for view in range(views):
         transform = run.eval_tf if views == 1 else run.train_tf
         key = {**(identity or {}), "precision": run.precision.inference, "view": view,
                "augment": run.config.data.augment if views > 1 else "none", "seed": cfg.seed if views > 1 else 0}
-
-        def compute(view: int = view, transform: Any = transform) -> tuple[np.ndarray, np.ndarray]:
-            set_epoch_seed(cfg.seed, view)
-            loader = run.loader(samples, transform, shuffle=False)
-            return extract_features(run.model.backbone, loader, run.device, precision=run.precision,
-                                    channels_last=cfg.channels_last, progress=cfg.progress,
-                                    desc=f"features {view + 1}/{views}" if views > 1 else "features")
-
-        out.append(cached_features(cache, key, lambda: fingerprints, compute))
-    return np.concatenate(out), np.tile(labels, views)
+        entry = cache.key(key, fingerprints) if cache and run.dist.is_main else None
+        feats = cache.get(entry) if entry else None
+        if not broadcast_object(feats is not None):  # every process learns whether the backbone must run
+            _seed(run, view)
+            local, _ = extract_features(run.model.backbone, run.loader(samples, transform, train=False), run.device,
+                                        precision=run.precision, channels_last=cfg.channels_last,
+                                        progress=run.progress,
+                                        desc=f"features {view + 1}/{views}" if views > 1 else "features")
+            feats = gather_shards(local, len(samples))
+            if entry:
+                cache.put(entry, feats)
+        out.append(feats)
+    if not run.dist.is_main:
+        return None
+    return np.concatenate(out), np.tile(np.asarray(samples.labels, dtype=np.int64), views)
 
 
 def _head_eval(run: _Run, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
@@ -374,5 +399,7 @@ def _fit_head_sgd(run: _Run, train_x: np.ndarray, train_y: np.ndarray, val_x: np
         if state["stopped"]:
             break
     run.model.load_state_dict(state["best_state"])
-    return state["history"], {"val_accuracy": state["best"]["val_accuracy"], "val_loss": state["best"]["val_loss"],
-                              "best_epoch": state["best"]["epoch"], "epochs_run": len(state["history"])}
+    best = state["best"]
+    return state["history"], {"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"],
+                              "val_images": best.get("val_images"), "best_epoch": best["epoch"],
+                              "epochs_run": len(state["history"])}
