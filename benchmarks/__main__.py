@@ -12,6 +12,7 @@ import importlib
 import os
 import sys
 import time
+import traceback
 
 BENCHMARKS = {  # name → (module, what it measures); run in this order
     "throughput": ("benchmarks.throughput", "images/s, shoulders vs a bare timm loop; the feature cache"),
@@ -53,21 +54,26 @@ def main(argv: list[str] | None = None) -> int:
     _reexec_with_malloc_tuning()
     names = args.names or list(BENCHMARKS)
     overall = time.perf_counter()
-    durations = {}
+    durations: dict[str, float] = {}
+    failed: list[str] = []
     for name in names:
         module = importlib.import_module(BENCHMARKS[name][0])
         print(f"\n=== {name} ({args.profile}): {BENCHMARKS[name][1]}", flush=True)
         start = time.perf_counter()
-        if name == "accuracy":
-            payload = module.run(args.profile, datasets=args.datasets, seeds=args.seeds, methods=args.methods)
-        else:
-            payload = module.run(args.profile)
+        try:
+            if name == "accuracy":
+                payload = module.run(args.profile, datasets=args.datasets, seeds=args.seeds, methods=args.methods)
+            else:
+                payload = module.run(args.profile)
+        except Exception:  # one broken benchmark must not cost the others their (long) run
+            traceback.print_exc()
+            payload, failed = {"table": f"{name} FAILED (traceback above)"}, failed + [name]
         durations[name] = time.perf_counter() - start
         print(payload.get("table", ""), flush=True)
         print(f"--- {name}: {durations[name]:.0f} s, results/{name}-{args.profile}.json", flush=True)
     print(f"\nall done in {time.perf_counter() - overall:.0f} s: "
           + ", ".join(f"{n} {s:.0f} s" for n, s in durations.items()), flush=True)
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

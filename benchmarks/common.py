@@ -231,7 +231,7 @@ def pixels_logreg(data: Dataset, seed: int) -> dict[str, Any]:
 
     start = time.perf_counter()
     best = None
-    for c in (0.01, 0.1, 1.0):
+    for c in (0.001, 0.01, 0.1, 1.0):
         model = LogisticRegression(C=c, max_iter=500, random_state=seed).fit(flat(data.train_x), data.train_y)
         val = float((model.predict(flat(data.val_x)) == data.val_y).mean())
         if best is None or val > best[0]:

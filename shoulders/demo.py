@@ -35,11 +35,14 @@ class DemoResult:
 
     def comparison(self) -> str:
         gain = 100 * (self.test_accuracy - self.pixel_baseline_accuracy)
-        return (f"{self.dataset}: {self.train_images} training images, {self.test_images} held-out test images\n"
-                f"  from-pixels baseline (logistic regression on raw pixels)  {self.pixel_baseline_accuracy:.4f}\n"
-                f"  shoulders ({self.classifier.strategy_['name']}, {self.classifier.config_.model.backbone})"
-                f"{'':<10}{self.test_accuracy:.4f}  ({gain:+.1f} points)\n"
-                f"  wall time {self.seconds:.0f} s")
+        ours = f"shoulders ({self.classifier.strategy_['name']}, {self.classifier.config_.model.backbone})"
+        rows = [("from-pixels baseline (logistic regression on raw pixels)", self.pixel_baseline_accuracy, ""),
+                (ours, self.test_accuracy, f"  ({gain:+.1f} points)")]
+        width = max(len(r[0]) for r in rows)
+        lines = [f"{self.dataset}: {self.train_images} training images, {self.test_images} held-out test images"]
+        lines += [f"  {name:<{width}}  test accuracy {acc:.4f}{extra}" for name, acc, extra in rows]
+        lines.append(f"  wall time {self.seconds:.0f} s")
+        return "\n".join(lines)
 
 
 def demo_arrays(dataset: str, seed: int = 0) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[str]]:

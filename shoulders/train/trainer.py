@@ -99,8 +99,9 @@ class _Run:
         """DDP over the current phase's trainable parameters (rebuilt each phase); the model itself alone."""
         if not self.dist.distributed:
             return model
-        return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None,
-                                       broadcast_buffers=self.config.strategy.train_bn)
+        # buffers (BatchNorm statistics) are broadcast from rank 0 at every forward, as in torchvision's recipe:
+        # trained BatchNorm without --sync-bn then still ends identical on every process
+        return DistributedDataParallel(model, device_ids=[self.device] if self.device.type == "cuda" else None)
 
 
 def fit(model: nn.Module, strategy: Strategy, splits: DataSplits, config: RunConfig, data_config: dict[str, Any],
