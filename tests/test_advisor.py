@@ -32,7 +32,8 @@ from shoulders.advisor import (
     similarity_from_statistics,
 )
 from shoulders.advisor.matrix import matrix_text, save_matrix_png
-from shoulders.advisor.measure import sample_indices
+from shoulders.advisor.measure import distances_by_block, sample_indices
+from shoulders.advisor.rules import probe_depth, statistics_depth
 from shoulders.cli import main
 from shoulders.config import RunConfig
 from shoulders.data import load_data, resolve_data_config
@@ -99,8 +100,22 @@ class TestRules:
         ([0.9, 0.9, 0.9], (2, 1)),
         ([0.7], (1, 1)),
     ])
-    def test_choose_depth(self, acc: list[float], expected: tuple[int, int]) -> None:
-        assert choose_depth(acc, tolerance=0.02) == expected
+    def test_probe_depth(self, acc: list[float], expected: tuple[int, int]) -> None:
+        assert probe_depth(acc, tolerance=0.02) == expected
+        choice = choose_depth(acc, tolerance=0.02)
+        assert (choice.depth, choice.probe_peak, choice.statistics_depth) == (*expected, None)
+
+    @pytest.mark.parametrize("similarities, expected", [
+        ([0.9, 0.9, 0.9, 0.9], 0), ([0.9, 0.9, 0.9, 0.7], 1), ([0.7, 0.9, 0.9, 0.9], 4), ([0.9, 0.79, 0.9, 0.7], 3),
+        ([0.9, 0.8, 0.8, 0.8], 0),  # the threshold itself is similar
+    ])
+    def test_statistics_depth(self, similarities: list[float], expected: int) -> None:
+        assert statistics_depth(similarities, threshold=0.8) == expected
+
+    def test_choose_depth_takes_the_deeper(self) -> None:
+        choice = choose_depth([0.5, 0.6, 0.7, 0.8], [0.9, 0.7, 0.9, 0.9], threshold=0.8)
+        assert (choice.depth, choice.probe_depth, choice.statistics_depth) == (3, 1, 3)
+        assert choose_depth([0.5, 0.9, 0.7, 0.6], [0.9, 0.9, 0.9, 0.9], threshold=0.8).depth == 2
 
     def test_choose_depth_needs_blocks(self) -> None:
         with pytest.raises(ValueError, match="at least one block"):
@@ -188,7 +203,14 @@ class TestAdvice:
     def test_sample_and_depth_probe(self, tiny_advice: Advice) -> None:
         assert tiny_advice.sample_size == 30 and tiny_advice.image_size == 32
         assert [r["block"] for r in tiny_advice.depth_probe][-1].endswith("bn2")  # the top block ends the backbone
-        assert all(0 <= r["probe_accuracy"] <= 1 for r in tiny_advice.depth_probe)
+        assert all(0 <= r["probe_accuracy"] <= 1 and 0 < r["similarity"] <= 1 for r in tiny_advice.depth_probe)
+
+    def test_distances_grouped_by_owning_block(self) -> None:
+        model = timm.create_model(TINY, num_classes=0)
+        grouped = distances_by_block(model, [("bn1", 9.0), ("blocks.0.0.bn1", 1.0), ("blocks.4.0.bn2", 2.0),
+                                             ("bn2", 3.0)])
+        assert grouped[0] == ("blocks.0", [1.0]) and grouped[-1][1] == [2.0, 3.0]  # the stem's bn1 is left out
+        assert all(d == [] for _, d in grouped[1:-1])
 
     def test_no_imagenet_head_without_pretraining(self, tiny_advice: Advice) -> None:
         assert "leep" not in tiny_advice.measurements

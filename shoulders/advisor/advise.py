@@ -22,7 +22,7 @@ from ..data import DataSplits, Samples, load_data, resolve_data_config
 from ..models import WeightsUnavailableError, create_backbone, resolve_backbone_name
 from ..train import resolve_device
 from .matrix import matrix_text, save_matrix_png
-from .measure import DEFAULT_SAMPLE_SIZE, SampleMeasurement, measure_sample
+from .measure import DEFAULT_SAMPLE_SIZE, SampleMeasurement, distances_by_block, measure_sample
 from .plan import Plan, place, plan_for_quadrant
 from .rules import CONFIDENCE_THRESHOLD, SIMILARITY_THRESHOLD, SizeFigures, choose_depth, similarity_from_statistics
 from .scores import compute_scores, linear_probe_accuracy, logme
@@ -120,8 +120,9 @@ class Advice:
             limit = f"  (threshold {m.threshold:g})" if m.threshold is not None else ""
             lines.append(f"  {m.name:<22} {m.value:>9.4f}{limit}  {m.meaning}")
         if self.depth_probe:
-            lines.append("depth probe  " + "  ".join(f"{r['block'].split(',')[0]} {r['probe_accuracy']:.3f}"
-                                                     for r in self.depth_probe))
+            lines.append(f"per block    {'block':<28} {'probe acc':>9} {'similarity':>10}")
+            lines += [f"             {r['block']:<28} {_fmt(r['probe_accuracy']):>9} {_fmt(r['similarity']):>10}"
+                      for r in self.depth_probe]
         lines += ["", self.matrix_text(), "",
                   f"plan         {p.strategy}" + (f", top {p.trainable_blocks} blocks" if p.strategy == "partial" else "")
                   + f", augment {p.augment}, lr {p.lr:g} (backbone ×0.1), {p.epochs} epochs"
@@ -134,6 +135,10 @@ class Advice:
                     else f"skipped: {r.error}"
                 lines.append(f"  {i}. {r.backbone:<26} {figure}")
         return "\n".join(lines)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
 
 
 def _finite(obj: Any) -> Any:
@@ -156,7 +161,7 @@ class _Measured:
     task: SampleMeasurement  # at the training input size: transferability, depth probe
     native_size: int
     task_size: int
-    depth_probe: list[dict[str, Any]] = field(default_factory=list)
+    depth_probe: list[dict[str, Any]] = field(default_factory=list)  # per block: probe accuracy, similarity
 
 
 def _imagenet_classifier(backbone_name: str, weights: str | None) -> nn.Module | None:
@@ -178,9 +183,11 @@ def _measure(backbone: nn.Module, classifier: nn.Module | None, pool: Samples, d
                           seed=seed)
     native = task if native_config["input_size"] == data_config["input_size"] else measure_sample(
         backbone, pool, native_config, classifier=classifier, device=dev, sample_size=sample_size, seed=seed)
-    probe = [{"block": name, "probe_accuracy": round(linear_probe_accuracy(f, task.labels, seed=seed), 4)}
-             for name, f in task.block_features]
-    return _Measured(native, task, native_config["input_size"][-1], data_config["input_size"][-1], probe)
+    probe = {name: linear_probe_accuracy(f, task.labels, seed=seed) for name, f in task.block_features}
+    rows = [{"block": name, "probe_accuracy": round(probe[name], 4) if name in probe else None,
+             "similarity": round(similarity_from_statistics(d), 4) if d else None}
+            for name, d in distances_by_block(backbone, native.bn_distance)]
+    return _Measured(native, task, native_config["input_size"][-1], data_config["input_size"][-1], rows)
 
 
 def _similarity(m: _Measured) -> tuple[float, float, str, list[Measurement]]:
@@ -237,17 +244,29 @@ def _decide(size: SizeFigures, similarity: float, threshold: float, method: str,
         reasons.append(f"{side} the pretraining data: similarity {similarity:.3f} "
                        f"{'>=' if similarity >= threshold else '<'} {threshold:.2f} ({method})")
     depth = None
-    if m.depth_probe:
-        accuracies = [r["probe_accuracy"] for r in m.depth_probe]
-        depth, peak = choose_depth(accuracies)
-        if quadrant in (2, 3):
-            reasons.append(f"depth {depth}: a linear probe on each block's output levels off at block {peak} of "
-                           f"{len(accuracies)} ({accuracies[peak - 1]:.3f} vs best {max(accuracies):.3f}); "
-                           "the blocks above it are retrained")
-    elif quadrant in (2, 3):
-        depth = 2
-        reasons.append("depth 2 (the default): the backbone's blocks could not be probed")
+    if quadrant in (2, 3):
+        depth = _depth(quadrant, m.depth_probe, reasons)
     return quadrant, plan_for_quadrant(quadrant, depth=depth, reasons=reasons), reasons
+
+
+def _depth(quadrant: int, rows: list[dict[str, Any]], reasons: list[str]) -> int:
+    """Strategy 2's depth from the per-block figures (see ``rules.choose_depth``), with its reason appended."""
+    accuracies = [r["probe_accuracy"] for r in rows if r["probe_accuracy"] is not None]
+    if not accuracies:
+        reasons.append("depth 2 (the default): the backbone's blocks could not be probed")
+        return 2
+    similarities = [r["similarity"] if r["similarity"] is not None else math.inf for r in rows]
+    choice = choose_depth(accuracies, similarities if quadrant == 3 else None)
+    reasons.append(f"a linear probe on each block's output levels off at block {choice.probe_peak} of "
+                   f"{len(accuracies)} ({accuracies[choice.probe_peak - 1]:.3f} vs best {max(accuracies):.3f}): "
+                   f"the {choice.probe_depth} block(s) above it are specific to ImageNet's classes")
+    if choice.statistics_depth:
+        lowest = len(rows) - choice.statistics_depth
+        reasons.append(f"the image statistics depart from ImageNet's from block {lowest + 1} up (its similarity "
+                       f"{rows[lowest]['similarity']:.3f} < {SIMILARITY_THRESHOLD:.2f}): "
+                       f"the top {choice.statistics_depth} block(s) must adapt")
+    reasons.append(f"depth {choice.depth}: the top {choice.depth} of {len(rows)} blocks train")
+    return choice.depth
 
 
 def _advise_measured(backbone_name: str, pool: Samples, m: _Measured, start: float) -> Advice:

@@ -137,6 +137,17 @@ class _Recorder:
         return out
 
 
+def distances_by_block(backbone: nn.Module, bn_distance: list[tuple[str, float]]) -> list[tuple[str, list[float]]]:
+    """Groups per-BatchNorm distances by the coarse block that owns each layer (bottom to top; the stem left out)."""
+    _, blocks = backbone_blocks(backbone)
+    owner = {p[: -len(".weight")]: i for i, b in enumerate(blocks) for p in b.param_names if p.endswith(".weight")}
+    grouped: list[list[float]] = [[] for _ in blocks]
+    for name, distance in bn_distance:
+        if name in owner:
+            grouped[owner[name]].append(distance)
+    return [(b.name, g) for b, g in zip(blocks, grouped)]
+
+
 @torch.inference_mode()
 def measure_sample(backbone: nn.Module, samples: Samples, data_config: dict[str, Any], *,
                    classifier: nn.Module | None, device: torch.device, sample_size: int = DEFAULT_SAMPLE_SIZE,

@@ -69,20 +69,48 @@ def similarity_from_statistics(bn_distances: list[float]) -> float:
     return float(1.0 / (1.0 + np.exp(np.mean(np.log(np.maximum(d, 1e-12))))))
 
 
-def choose_depth(probe_accuracies: list[float], *, tolerance: float = PROBE_TOLERANCE) -> tuple[int, int]:
-    """Top blocks to train, from a linear probe on each block's pooled output (bottom to top).
+@dataclass(frozen=True)
+class DepthChoice:
+    """How many top blocks strategy 2 trains, and the two measurements behind it."""
+
+    depth: int  # blocks to train, >= 1
+    probe_peak: int  # 1-based block where the linear probe levels off
+    probe_depth: int  # blocks above that peak (at least 1)
+    statistics_depth: int | None  # blocks from the lowest one whose statistics depart from ImageNet's; None = unused
+
+
+def probe_depth(probe_accuracies: list[float], *, tolerance: float = PROBE_TOLERANCE) -> tuple[int, int]:
+    """``(depth, peak)`` from a linear probe on each block's pooled output (bottom to top).
 
     Features become task-specific with depth (Yosinski, Clune, Bengio, Lipson (2014), "How transferable are
     features in deep neural networks?", NeurIPS 2014, arXiv:1411.1792): where the probe stops improving, the blocks
     above no longer add what this task needs — they encode ImageNet's classes — so those are the ones to retrain.
-    The first block whose accuracy comes within ``tolerance`` of the best is the last one kept frozen.
-
-    Returns:
-        ``(depth, peak)``: blocks to train (at least 1, so the top always adapts) and the 1-based index of the
-        block where the probe levels off.
+    The first block whose accuracy comes within ``tolerance`` of the best is the last one kept frozen; at least
+    the top block always trains.
     """
     acc = np.asarray(probe_accuracies, dtype=np.float64)
     if acc.size == 0:
-        raise ValueError("choose_depth needs the probe accuracy of at least one block")
+        raise ValueError("the depth probe needs the accuracy of at least one block")
     peak = int(np.flatnonzero(acc >= acc.max() - tolerance)[0]) + 1
     return max(1, len(acc) - peak), peak
+
+
+def statistics_depth(block_similarities: list[float], threshold: float = SIMILARITY_THRESHOLD) -> int:
+    """Blocks from the lowest one whose input statistics look unlike ImageNet's (similarity under ``threshold``)
+    up to the top; 0 when none does. A block fed activations its BatchNorm layers never saw normalises them wrongly,
+    so it and everything above it must adapt."""
+    departing = np.flatnonzero(np.asarray(block_similarities, dtype=np.float64) < threshold)
+    return 0 if departing.size == 0 else len(block_similarities) - int(departing[0])
+
+
+def choose_depth(probe_accuracies: list[float], block_similarities: list[float] | None = None, *,
+                 tolerance: float = PROBE_TOLERANCE, threshold: float = SIMILARITY_THRESHOLD) -> DepthChoice:
+    """Top blocks for strategy 2: the probe's depth, deepened to where the statistics depart when they are given.
+
+    Quadrant 2 (large, similar data) passes only the probe: its features are ImageNet-like, so what needs retraining
+    is the class-specific top. Quadrant 3 (small, different) also passes the per-block similarities, since there
+    the mismatch starts wherever the image statistics first depart from ImageNet's — "deeper", as the seed says.
+    """
+    depth, peak = probe_depth(probe_accuracies, tolerance=tolerance)
+    stats = statistics_depth(block_similarities, threshold) if block_similarities else None
+    return DepthChoice(max(depth, stats or 0), peak, depth, stats)

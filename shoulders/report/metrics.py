@@ -41,7 +41,11 @@ def _validate(y_true: np.ndarray, proba: np.ndarray, classes: list[str]) -> tupl
         raise ValueError(f"y_true must hold integer class indices, got dtype {y.dtype}; map names with classes.index")
     if y.min() < 0 or y.max() >= len(classes):
         raise ValueError(f"y_true holds indices outside [0, {len(classes) - 1}]; check the class list")
-    return y.astype(np.int64), p
+    sums = p.sum(axis=1, keepdims=True)
+    if np.any(np.abs(sums - 1.0) > 1e-3):
+        raise ValueError("proba rows must sum to 1 (softmax outputs), not logits; apply a softmax first")
+    # float32 softmax rows sum to 1 only within ~1e-7; renormalise in float64 so sklearn's log_loss is exact
+    return y.astype(np.int64), p / sums
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, n_bins: int = ECE_BINS) -> float:
