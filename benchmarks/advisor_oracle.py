@@ -199,6 +199,38 @@ def grid_table(names: list[str]) -> str:
     return "\n".join(out)
 
 
+# Extra sets for the similarity threshold only (no training): more natural and more unnatural images.
+CALIBRATION_SETS = {
+    "photos224": (PHOTO_NAMES, (0.35, 0.8), 224),  # the same photographs at full resolution: ImageNet-like
+    "textures": (("brick", "grass", "gravel"), (0.2, 0.5), 64),  # grey natural textures
+    "synthetic": (("checkerboard", "binary_blobs", "text", "page", "horse", "logo"), (0.2, 0.6), 64),
+}
+
+
+def similarity_table(seeds: tuple[int, ...] = (0, 1, 2)) -> str:
+    """Similarity and the other figures of every dataset at the benchmark's training size, over sample seeds."""
+    from shoulders.advisor import advise
+
+    rows = ["| dataset | similarity (seeds 0/1/2) | ImageNet confidence | LogME | linear probe | quadrant |",
+            "|---|---|---|---|---|---|"]
+    names = ["photos", "photos224", "science", "textures", "synthetic", "fashion100", "digits", "fashion6000"]
+    for name in names:
+        if name in CALIBRATION_SETS:
+            photos, scale, size = CALIBRATION_SETS[name]
+            x, y, _ = _crops(photos, 60, size, scale, seed=1)
+            image_size = 64
+        else:
+            x, y, *_, budget, _ = dataset(name)
+            image_size = budget.image_size
+        advices = [advise(x, y, image_size=image_size, seed=seed, progress=False) for seed in seeds]
+        m = advices[0].measurements
+        sims = "/".join(f"{a.similarity:.3f}" for a in advices)
+        rows.append(f"| {name} | {sims} | {m['imagenet_confidence'].value:.3f} | {m['logme'].value:.3f} | "
+                    f"{m['linear_probe'].value:.3f} | {'/'.join(f'Q{a.quadrant}' for a in advices)} |")
+        print(rows[-1], flush=True)
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     all_names = ["fashion100", "digits", "photos", "science", "fashion6000"]
@@ -206,7 +238,11 @@ def main() -> None:
     parser.add_argument("--grid-only", action="store_true", help="brute force only, no advisor")
     parser.add_argument("--advise-only", action="store_true", help="advisor and plan only (grid results reused)")
     parser.add_argument("--table", action="store_true", help="print the tables from the saved results and stop")
+    parser.add_argument("--similarity", action="store_true", help="the similarity figures of every set, 3 seeds")
     args = parser.parse_args()
+    if args.similarity:
+        print(similarity_table())
+        return
     if args.table:
         print(table(all_names) + "\n\n" + grid_table(all_names))
         return

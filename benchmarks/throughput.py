@@ -170,13 +170,13 @@ class _BareDataset(torch.utils.data.Dataset):
 
 
 def _pipeline(task: str, images: np.ndarray, labels: np.ndarray, rounds: int) -> dict[str, Any]:
-    """64 px, fp32 training / bf16 features as shoulders resolves them here, channels_last, images from arrays."""
+    """64 px, channels_last, the precision shoulders resolves here (``auto``), images from uint8 arrays."""
     from shoulders.data import ImageDataset, Samples, create_transforms, make_loader, resolve_data_config
     from shoulders.models import create_transfer_model
     from shoulders.train import extract_features, resolve_precision, train_one_epoch
 
     cpu = torch.device("cpu")
-    precision = resolve_precision("auto", cpu)
+    precision = resolve_precision("auto", cpu, fixed_features=task == "features")
     name = precision.inference if task == "features" else precision.train
     torch.manual_seed(0)
     model, _ = create_transfer_model("tf_efficientnet_lite0", 10)

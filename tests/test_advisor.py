@@ -260,9 +260,9 @@ def _fake_backbones(monkeypatch: pytest.MonkeyPatch) -> None:
         torch.manual_seed(len(name))
         return timm.create_model(name, num_classes=1000 if with_imagenet_head else 0), WeightsInfo("random")
 
-    module = sys.modules["shoulders.advisor.advise"]  # the package's ``advise`` attribute is the function
-    monkeypatch.setattr(module, "create_backbone", create)
-    monkeypatch.setattr(module, "resolve_backbone_name", lambda name: name)
+    for module in ("shoulders.advisor.advise", "shoulders.advisor.ranking"):  # sys.modules: ``advise`` is also a function
+        monkeypatch.setattr(sys.modules[module], "create_backbone", create)
+        monkeypatch.setattr(sys.modules[module], "resolve_backbone_name", lambda name: name)
 
 
 class TestRanking:
@@ -333,3 +333,20 @@ def test_explicit_strategy_writes_no_advice(image_folder: Path, tmp_path: Path) 
     assert main(["train", str(image_folder), "--out", str(out), "--backbone", TINY, "--no-pretrained", "--strategy",
                  "frozen", "--image-size", "32", "--device", "cpu", "--quiet"]) == 0
     assert not (out / "advice.json").exists() and not (out / "matrix.png").exists()
+
+
+@pytest.mark.slow
+class TestRealWeights:
+    """The bundled ImageNet weights: photographs measure as similar, digits as different (a few seconds)."""
+
+    def test_photos_similar_digits_different(self) -> None:
+        pytest.importorskip("skimage.data")
+        from shoulders.data import load_digits_arrays, load_photos_arrays
+
+        photos = advise(*load_photos_arrays(per_class=12, size=96)[:2], image_size=64, sample_size=60, device="cpu")
+        x, y, _ = load_digits_arrays()
+        digits = advise(x[:300], y[:300], image_size=64, sample_size=60, device="cpu")
+        assert photos.similarity >= SIMILARITY_THRESHOLD > digits.similarity
+        assert (photos.quadrant, digits.quadrant) == (4, 3)
+        assert photos.plan.strategy == "frozen" and digits.plan.strategy == "partial"
+        assert {"leep", "nce", "imagenet_confidence"} <= set(digits.measurements)  # the bundled ImageNet head

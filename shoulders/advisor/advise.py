@@ -25,10 +25,8 @@ from .matrix import matrix_text, save_matrix_png
 from .measure import DEFAULT_SAMPLE_SIZE, SampleMeasurement, distances_by_block, measure_sample
 from .plan import Plan, place, plan_for_quadrant
 from .rules import CONFIDENCE_THRESHOLD, SIMILARITY_THRESHOLD, SizeFigures, choose_depth, similarity_from_statistics
-from .scores import compute_scores, linear_probe_accuracy, logme
-
-RANKING_SCORE = "logme"  # You et al. (ICML 2021) designed LogME for exactly this: ranking pretrained models, fast
-
+from .ranking import RANKING_SCORE, BackboneScore, rank_backbones
+from .scores import compute_scores, linear_probe_accuracy
 
 @dataclass
 class Measurement:
@@ -38,18 +36,6 @@ class Measurement:
     value: float
     threshold: float | None = None
     meaning: str = ""
-
-
-@dataclass
-class BackboneScore:
-    """One candidate backbone in a ranking."""
-
-    backbone: str
-    score: float  # the ranking score (LogME); NaN when the backbone could not be measured
-    linear_probe: float = math.nan
-    seconds: float = 0.0
-    error: str | None = None  # why it was skipped (e.g. its weights are not available offline)
-    requested: str = ""  # the name as given (an alias such as "lite0"), before resolving
 
 
 @dataclass
@@ -125,7 +111,8 @@ class Advice:
                       for r in self.depth_probe]
         lines += ["", self.matrix_text(), "",
                   f"plan         {p.strategy}" + (f", top {p.trainable_blocks} blocks" if p.strategy == "partial" else "")
-                  + f", augment {p.augment}, lr {p.lr:g} (backbone ×0.1), {p.epochs} epochs"
+                  + f", augment {p.augment}, lr {p.lr:g}" + (" (backbone ×0.1)" if p.strategy != "frozen" else "")
+                  + f", {p.epochs} epochs"
                   + (f" ({p.head_epochs} head-only first)" if p.head_epochs else "")]
         lines += [f"  why: {r}" for r in self.reasons]
         if self.ranking:
@@ -257,9 +244,13 @@ def _depth(quadrant: int, rows: list[dict[str, Any]], reasons: list[str]) -> int
         return 2
     similarities = [r["similarity"] if r["similarity"] is not None else math.inf for r in rows]
     choice = choose_depth(accuracies, similarities if quadrant == 3 else None)
-    reasons.append(f"a linear probe on each block's output levels off at block {choice.probe_peak} of "
-                   f"{len(accuracies)} ({accuracies[choice.probe_peak - 1]:.3f} vs best {max(accuracies):.3f}): "
-                   f"the {choice.probe_depth} block(s) above it are specific to ImageNet's classes")
+    if choice.probe_peak < len(accuracies):
+        reasons.append(f"a linear probe on each block's output levels off at block {choice.probe_peak} of "
+                       f"{len(accuracies)} ({accuracies[choice.probe_peak - 1]:.3f} vs best {max(accuracies):.3f}): "
+                       f"the {choice.probe_depth} block(s) above it are specific to ImageNet's classes")
+    else:
+        reasons.append(f"a linear probe on each block's output improves up to the top block ({accuracies[-1]:.3f}): "
+                       "the top features suit this task, only the top block needs to adapt")
     if choice.statistics_depth:
         lowest = len(rows) - choice.statistics_depth
         reasons.append(f"the image statistics depart from ImageNet's from block {lowest + 1} up (its similarity "
@@ -320,36 +311,6 @@ def advise_splits(splits: DataSplits, backbone_model: nn.Module, data_config: di
     if not pretrained:
         advice.reasons.append("the backbone is randomly initialised (--no-pretrained): its figures say little")
     return advice
-
-
-def rank_backbones(pool: Samples, backbones: Sequence[str], *, image_size: int | None, device: str, seed: int,
-                   sample_size: int = DEFAULT_SAMPLE_SIZE) -> tuple[list[BackboneScore], dict[str, tuple]]:
-    """Ranks ``backbones`` by LogME of their frozen features on the sample: one forward pass each, no training.
-
-    You, Liu, Wang, Long (2021), "LogME: Practical Assessment of Pre-trained Models for Transfer Learning", ICML
-    2021, arXiv:2102.11005, show LogME's ranking of pretrained models agrees with their fine-tuned accuracy.
-
-    Returns:
-        The scores, best first (unmeasurable backbones last, with the reason), and per measured backbone the
-        (model, data config, task-size measurement) for reuse by the advice.
-    """
-    scores, built = [], {}
-    dev = resolve_device(device)
-    for name in backbones:
-        start = time.perf_counter()
-        try:
-            model, _ = create_backbone(name)
-        except (WeightsUnavailableError, ValueError) as e:
-            scores.append(BackboneScore(name, math.nan, error=str(e).splitlines()[0], requested=name))
-            continue
-        config = resolve_data_config(model, image_size, None)
-        task = measure_sample(model, pool, config, classifier=None, device=dev, sample_size=sample_size, seed=seed)
-        scores.append(BackboneScore(resolve_backbone_name(name), logme(task.features, task.labels),
-                                    linear_probe_accuracy(task.features, task.labels, seed=seed),
-                                    round(time.perf_counter() - start, 2), requested=name))
-        built[name] = (model, config, task)
-    scores.sort(key=lambda s: (s.error is not None, -s.score if s.error is None else 0.0))
-    return scores, built
 
 
 def advise(data: Any, labels: Sequence[Any] | np.ndarray | None = None, *, backbone: str = DEFAULT_BACKBONE,
