@@ -30,6 +30,8 @@ def _parser() -> argparse.ArgumentParser:
                    help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
     p.add_argument("--profile", choices=["quick", "full"], default="quick",
                    help="quick: ~10 min on 2 cores; full: everything in issue 6 (hours, see benchmarks/README.md)")
+    p.add_argument("--tables", action="store_true",
+                   help="print the saved tables of the profile (results/*.json) with their commands; run nothing")
     p.add_argument("--datasets", nargs="+", help="accuracy only: run these data sets instead of the profile's")
     p.add_argument("--seeds", nargs="+", type=int, help="accuracy only: these seeds instead of the profile's")
     p.add_argument("--methods", nargs="+", help="accuracy only: these methods instead of the profile's")
@@ -51,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in args.names if n not in BENCHMARKS]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    _reexec_with_malloc_tuning()
     names = args.names or list(BENCHMARKS)
+    if args.tables:
+        return _print_tables(names, args.profile)
+    _reexec_with_malloc_tuning()
     overall = time.perf_counter()
     durations: dict[str, float] = {}
     failed: list[str] = []
@@ -74,6 +78,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nall done in {time.perf_counter() - overall:.0f} s: "
           + ", ".join(f"{n} {s:.0f} s" for n, s in durations.items()), flush=True)
     return 1 if failed else 0
+
+
+def _print_tables(names: list[str], profile: str) -> int:
+    from .common import read_result
+
+    for name in names:
+        result = read_result(name, profile)
+        if result is None:
+            print(f"\n### {name} ({profile}): not run yet", flush=True)
+            continue
+        m = result["machine"]
+        print(f"\n### {name} ({profile})\n\n`{result['command']}` — {m['date']}, {m['cpu']}, {m['cores']} cores, "
+              f"torch {m['torch']}, commit {m['commit']}\n\n{result.get('table', '')}", flush=True)
+    return 0
 
 
 if __name__ == "__main__":

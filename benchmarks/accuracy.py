@@ -43,7 +43,7 @@ METHODS = {
 
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"datasets": ["fashion-100", "digits"], "seeds": [0],
-              "methods": ["pixels logreg", "frozen", "partial top-2", "full", "auto"]},
+              "methods": ["pixels logreg", "frozen", "full", "auto"]},
     "full": {"datasets": ["fashion-10", "fashion-100", "fashion-1000", "fashion-full", "digits", "photos"],
              "seeds": [0, 1, 2], "methods": list(METHODS),
              # 6000/class: one seed, and no partial depth sweep (each fine-tune is ~1 h on 2 cores)
@@ -86,7 +86,7 @@ def _key(row: dict[str, Any]) -> tuple[str, str, int]:
 def _progress(row: dict[str, Any]) -> str:
     if "error" in row:
         return f"  {row['dataset']:<13} {row['method']:<14} seed {row['seed']}: FAILED {row['error']}"
-    chosen = f" (chose {row['chosen']})" if row["method"] == "auto" else ""
+    chosen = f" (chose {_chosen(row)}, advisor {row.get('advisor_seconds')} s)" if row["method"] == "auto" else ""
     return (f"  {row['dataset']:<13} {row['method']:<14} seed {row['seed']}: test {common.pct(row['test_accuracy'])} "
             f"val {common.pct(row['val_accuracy'])} in {row['seconds']:.0f}s{chosen}")
 
@@ -99,12 +99,20 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             groups.setdefault((r["dataset"], r["method"]), []).append(r)
     out = []
     for (name, method), rs in groups.items():
-        chosen = sorted({str(r.get("chosen")) for r in rs}) if method == "auto" else []
+        chosen = sorted({_chosen(r) for r in rs}) if method == "auto" else []
         out.append({"dataset": name, "method": method + (f" → {'/'.join(chosen)}" if chosen else ""),
                     "seeds": len(rs), "test": common.mean_std([r["test_accuracy"] for r in rs]),
                     "val": common.mean_std([r["val_accuracy"] for r in rs]),
                     "seconds": f"{common.summary([r['seconds'] for r in rs])['median']:.0f}", "sizes": rs[0]["sizes"]})
     return out
+
+
+def _chosen(row: dict[str, Any]) -> str:
+    """What auto trained: ``partial top-7 +light`` etc."""
+    plan = row.get("plan") or {}
+    depth = f" top-{row.get('trainable_blocks')}" if row.get("chosen") == "partial" else ""
+    augment = f" +{plan['augment']}" if plan.get("augment", "none") != "none" else ""
+    return f"{row.get('chosen')}{depth}{augment}"
 
 
 def oracle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -124,7 +132,7 @@ def oracle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out.append({"dataset": name, "seed": seed, "configs": len(fixed), "oracle": pick["method"],
                     "oracle_test": pick["test_accuracy"], "best_test": best_test["test_accuracy"],
                     "best_test_method": best_test["method"], "search_seconds": sum(r["seconds"] for r in fixed),
-                    "auto": auto["chosen"] if auto else None, "auto_test": auto["test_accuracy"] if auto else None,
+                    "auto": _chosen(auto) if auto else None, "auto_test": auto["test_accuracy"] if auto else None,
                     "auto_seconds": auto["seconds"] if auto else None,
                     "advisor_seconds": auto.get("advisor_seconds") if auto else None})
     return out

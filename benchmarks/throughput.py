@@ -32,12 +32,10 @@ MODES = {  # name → (autocast precision, channels_last)
 }
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"sizes": [64, 112], "modes": ["fp32", "channels_last", "bf16"], "rounds": 3,
-              "cache_data": "fashion-100"},
-    "full": {"sizes": [64, 112, 224], "modes": list(MODES), "rounds": 5, "cache_data": "fashion-1000"},
+              "cache_data": "fashion-100", "infer_batches": {64: 8, 112: 4}, "train_batches": {64: 3, 112: 2}},
+    "full": {"sizes": [64, 112, 224], "modes": list(MODES), "rounds": 5, "cache_data": "fashion-1000",
+             "infer_batches": {64: 16, 112: 8, 224: 3}, "train_batches": {64: 6, 112: 3, 224: 2}},
 }
-# batches per timed round (batch 64), so that a round lasts about a second whatever the size
-INFER_BATCHES = {64: 16, 112: 8, 224: 3}
-TRAIN_BATCHES = {64: 6, 112: 3, 224: 2}
 
 
 def run(profile: str) -> dict[str, Any]:
@@ -49,11 +47,14 @@ def run(profile: str) -> dict[str, Any]:
     for size in spec["sizes"]:
         for mode in spec["modes"]:
             for task in ("features", "train step"):
-                row = _compare(task, size, mode, images, labels, spec["rounds"])
+                count = spec["infer_batches" if task == "features" else "train_batches"][size]
+                row = _compare(task, size, mode, images, labels, spec["rounds"], count)
                 print(f"  {task:<10} {size:>3} px {mode:<18} shoulders {row['shoulders']:7.1f}  bare "
                       f"{row['bare']:7.1f} img/s  ratio {row['ratio']:.3f}", flush=True)
                 rows.append(row)
-    pipeline = [_pipeline(task, images, labels, spec["rounds"]) for task in ("features", "train step")]
+    pipeline = [_pipeline(task, images, labels, spec["rounds"],
+                          spec["infer_batches" if task == "features" else "train_batches"][64])
+                for task in ("features", "train step")]
     for row in pipeline:
         print(f"  pipeline {row['task']}: shoulders {row['shoulders']:.1f} bare {row['bare']:.1f} img/s "
               f"ratio {row['ratio']:.3f}", flush=True)
@@ -80,8 +81,9 @@ def _batches(images: np.ndarray, labels: np.ndarray, size: int, count: int) -> l
     return [(x[i:i + common.BATCH_SIZE], y[i:i + common.BATCH_SIZE]) for i in range(0, n, common.BATCH_SIZE)]
 
 
-def _compare(task: str, size: int, mode: str, images: np.ndarray, labels: np.ndarray,
-             rounds: int) -> dict[str, Any]:
+def _compare(task: str, size: int, mode: str, images: np.ndarray, labels: np.ndarray, rounds: int,
+             count: int) -> dict[str, Any]:
+    """One task at one size and mode: (shoulders, bare) images/s over ``count`` batches per round."""
     from shoulders.models import create_transfer_model
     from shoulders.train import Precision, extract_features, train_one_epoch
 
@@ -94,7 +96,7 @@ def _compare(task: str, size: int, mode: str, images: np.ndarray, labels: np.nda
         model.to(memory_format=torch.channels_last)
     criterion = nn.CrossEntropyLoss()
     if task == "features":
-        batches = _batches(images, labels, size, INFER_BATCHES[size])
+        batches = _batches(images, labels, size, count)
         backbone = model.backbone.eval()
 
         def ours() -> None:
@@ -106,7 +108,7 @@ def _compare(task: str, size: int, mode: str, images: np.ndarray, labels: np.nda
                 for x, _ in batches:
                     backbone(x.contiguous(memory_format=torch.channels_last) if channels_last else x)
     else:
-        batches = _batches(images, labels, size, TRAIN_BATCHES[size])
+        batches = _batches(images, labels, size, count)
         ours_model, bare_model = model.train(), copy.deepcopy(model).train()
         ours_opt = torch.optim.AdamW(ours_model.parameters(), lr=1e-4)
         bare_opt = torch.optim.AdamW(bare_model.parameters(), lr=1e-4)
@@ -169,7 +171,7 @@ class _BareDataset(torch.utils.data.Dataset):
         return self.transform(Image.fromarray(self.images[i]).convert("RGB")), int(self.labels[i])
 
 
-def _pipeline(task: str, images: np.ndarray, labels: np.ndarray, rounds: int) -> dict[str, Any]:
+def _pipeline(task: str, images: np.ndarray, labels: np.ndarray, rounds: int, count: int) -> dict[str, Any]:
     """64 px, channels_last, the precision shoulders resolves here (``auto``), images from uint8 arrays."""
     from shoulders.data import ImageDataset, Samples, create_transforms, make_loader, resolve_data_config
     from shoulders.models import create_transfer_model
@@ -182,7 +184,7 @@ def _pipeline(task: str, images: np.ndarray, labels: np.ndarray, rounds: int) ->
     model, _ = create_transfer_model("tf_efficientnet_lite0", 10)
     model.to(memory_format=torch.channels_last)
     _, eval_tf = create_transforms(resolve_data_config(model.backbone, 64))
-    n = common.BATCH_SIZE * (INFER_BATCHES[64] if task == "features" else TRAIN_BATCHES[64])
+    n = common.BATCH_SIZE * count
     x, y = images[:n], labels[:n]
     ours_loader = make_loader(ImageDataset(Samples([str(i) for i in range(10)], y, arrays=x), eval_tf),
                               common.BATCH_SIZE, shuffle=task != "features", device=cpu)

@@ -134,7 +134,7 @@ class TestPlans:
     def test_plan_per_quadrant(self) -> None:
         plans = {q: plan_for_quadrant(q, depth=3) for q in QUADRANTS}
         assert [(p.strategy, p.augment, p.trainable_blocks) for p in plans.values()] == [
-            ("full", "none", None), ("partial", "none", 3), ("partial", "light", 3), ("frozen", "none", None)]
+            ("full", "none", None), ("partial", "none", 3), ("partial", "light", 3), ("frozen", "light", None)]
         assert all(p.reasons and f"quadrant {q}" in p.reasons[-1] for q, p in plans.items())
 
     def test_partial_needs_a_depth(self) -> None:
@@ -180,7 +180,7 @@ class TestApplyPlan:
             default_plan("half")
 
 
-# ------------------------------------------------------------------------------------------------ advice on a tiny model
+# ------------------------------------------------------------------------------------------------ tiny-model advice
 @pytest.fixture(scope="module")
 def tiny_advice() -> Advice:
     x, y, _ = colour_images(20, size=16)
@@ -260,7 +260,8 @@ def _fake_backbones(monkeypatch: pytest.MonkeyPatch) -> None:
         torch.manual_seed(len(name))
         return timm.create_model(name, num_classes=1000 if with_imagenet_head else 0), WeightsInfo("random")
 
-    for module in ("shoulders.advisor.advise", "shoulders.advisor.ranking"):  # sys.modules: ``advise`` is also a function
+    # Through sys.modules: the package's ``advise`` attribute is the function, not the module.
+    for module in ("shoulders.advisor.advise", "shoulders.advisor.ranking"):
         monkeypatch.setattr(sys.modules[module], "create_backbone", create)
         monkeypatch.setattr(sys.modules[module], "resolve_backbone_name", lambda name: name)
 

@@ -110,7 +110,8 @@ class Advice:
             lines += [f"             {r['block']:<28} {_fmt(r['probe_accuracy']):>9} {_fmt(r['similarity']):>10}"
                       for r in self.depth_probe]
         lines += ["", self.matrix_text(), "",
-                  f"plan         {p.strategy}" + (f", top {p.trainable_blocks} blocks" if p.strategy == "partial" else "")
+                  f"plan         {p.strategy}"
+                  + (f", top {p.trainable_blocks} blocks" if p.strategy == "partial" else "")
                   + f", augment {p.augment}, lr {p.lr:g}" + (" (backbone ×0.1)" if p.strategy != "frozen" else "")
                   + f", {p.epochs} epochs"
                   + (f" ({p.head_epochs} head-only first)" if p.head_epochs else "")]

@@ -19,7 +19,8 @@ from .plan import QUADRANTS
 _CELLS = {1: (0, 0), 2: (0, 1), 3: (1, 0), 4: (1, 1)}  # quadrant → (row from the top, column from the left)
 _CELL_WIDTH = 34
 _LABEL_WIDTH = 13
-_PLAN_TEXT = {1: "full fine-tune", 2: "partial: top blocks", 3: "partial deeper + augment", 4: "frozen base + head"}
+_PLAN_TEXT = {1: "full fine-tune", 2: "partial: top blocks", 3: "partial deeper + augment",
+              4: "frozen base + head + aug"}
 
 
 def _x_limits(similarity: float, threshold: float) -> tuple[float, float]:
