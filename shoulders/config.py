@@ -60,7 +60,8 @@ class TrainConfig:
 
     epochs: int | None = None  # None = the plan's (10 for fine-tuning, 30 for a head on cached features)
     lr: float | None = None  # the new head's learning rate; None = 1e-3
-    backbone_lr_mult: float = 0.1  # pretrained layers learn this much slower, or their knowledge is lost
+    backbone_lr_mult: float | None = None  # pretrained blocks' rate = lr × this; None = the plan's (0.1, or 1.0
+    # where the data differs from ImageNet and the features must move further)
     layer_decay: float | None = None  # extra ×decay per block from the top (e.g. 0.8); None = no decay
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
