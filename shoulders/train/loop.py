@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -119,6 +119,3 @@ def set_epoch_seed(seed: int, epoch: int) -> torch.Generator:
     torch.manual_seed(seed * 1000 + epoch)
     np.random.seed((seed * 1000 + epoch) % 2**32)
     return torch.Generator().manual_seed(seed * 1000 + epoch)
-
-
-LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
