@@ -131,7 +131,11 @@ def train(splits: DataSplits, budget: Budget, candidate: Candidate | None) -> di
 
 def plan_label(plan: dict[str, Any]) -> str:
     blocks = plan.get("trainable_blocks") if plan["strategy"] == "partial" else None
-    return Candidate(plan["strategy"], int(blocks) if blocks else None, plan["augment"]).label
+    label = Candidate(plan["strategy"], int(blocks) if blocks else None, plan["augment"]).label
+    # grid candidates train their blocks at the explicit strategies' 0.1x rate; a plan at another rate is another
+    # configuration and must be trained, not looked up
+    mult = plan.get("backbone_lr_mult", 0.1)
+    return label if plan["strategy"] == "frozen" or mult == 0.1 else f"{label}@{mult:g}x"
 
 
 def run_dataset(name: str, grid_only: bool, advise_only: bool) -> dict[str, Any]:
