@@ -202,7 +202,8 @@ def dataset(name: str, seed: int) -> Dataset:
 
 # -- one shoulders run ---------------------------------------------------------------------------------------
 def shoulders_fit(data: Dataset, strategy: str, *, seed: int, epochs: int = EPOCHS, image_size: int = IMAGE_SIZE,
-                  trainable_blocks: float | None = None, feature_cache: bool = False) -> dict[str, Any]:
+                  trainable_blocks: float | None = None, backbone_lr_mult: float | None = None,
+                  feature_cache: bool = False) -> dict[str, Any]:
     """Trains with ``TransferClassifier`` on ``data`` and returns test/val accuracy, wall time and the plan.
 
     ``epochs`` is the common budget; for ``auto`` it caps the advisor's choice the same way (an explicit value
@@ -212,12 +213,13 @@ def shoulders_fit(data: Dataset, strategy: str, *, seed: int, epochs: int = EPOC
 
     config = RunConfig()
     config.train.feature_cache = feature_cache
+    config.train.backbone_lr_mult = backbone_lr_mult  # None: the plan's (explicit strategies: 0.1)
     clf = TransferClassifier(strategy=strategy, epochs=epochs, image_size=image_size, seed=seed, progress=False,
                              trainable_blocks=trainable_blocks, batch_size=BATCH_SIZE, config=config)
     _, seconds = timed(lambda: clf.fit(data.splits()))
     plan = clf.plan_.to_dict()
     return {"test_accuracy": clf.metrics_.get("test_accuracy"), "val_accuracy": clf.metrics_.get("val_accuracy"),
-            "seconds": seconds, "chosen": clf.config_.strategy.name, "plan": plan,
+            "seconds": seconds, "epochs": epochs, "chosen": clf.config_.strategy.name, "plan": plan,
             "trainable_blocks": clf.config_.strategy.trainable_blocks,
             "advisor_seconds": (clf.advice_ or {}).get("seconds")}
 

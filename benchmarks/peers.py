@@ -34,39 +34,55 @@ FASTAI_VERSION = "2.8.12"
 FASTAI_DEPS = ["fastdownload>=0.0.8,<2", "fastcore>=2.2.22", "fasttransform>=0.0.3", "fastprogress>=0.2.4",
                "pandas", "requests", "cloudpickle", "plum-dispatch<2.10"]
 BACKBONE = "tf_efficientnet_lite0"
-PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"datasets": ["fashion-100"], "seeds": [0], "fastai_variants": ["quickstart"]},
+PROFILES: dict[str, dict[str, Any]] = {  # "jobs": which side-by-side runs, in this order
+    "quick": {"datasets": ["fashion-100"], "seeds": [0], "jobs": ["shoulders full", "fastai quickstart"]},
     "full": {"datasets": ["fashion-100", "digits"], "seeds": [0, 1, 2],
-             "fastai_variants": ["quickstart", "aug_transforms"]},
+             "jobs": ["shoulders full", "shoulders auto", "fastai quickstart", "fastai aug_transforms", "keras"]},
+}
+JOBS: dict[str, tuple[str, list[str]]] = {  # key → (table label, worker arguments)
+    "shoulders full": ("shoulders full", ["shoulders", "--strategy", "full"]),
+    "shoulders auto": ("shoulders auto (the default)", ["shoulders", "--strategy", "auto"]),
+    "fastai quickstart": ("fastai fine_tune (quickstart)", ["fastai", "--variant", "quickstart"]),
+    "fastai aug_transforms": ("fastai fine_tune (aug_transforms)", ["fastai", "--variant", "aug_transforms"]),
+    "keras": ("Keras-guide recipe (PyTorch+timm)", ["keras"]),
 }
 
 
 # -- the main process: prepare, run the workers, tabulate -----------------------------------------------------
-def run(profile: str) -> dict[str, Any]:
+def run(profile: str, datasets: list[str] | None = None, seeds: list[int] | None = None,
+        methods: list[str] | None = None) -> dict[str, Any]:
+    """Runs the profile's jobs (or ``methods``, keys of ``JOBS``); rows accumulate in ``results/peers-<profile>``."""
     from . import common
 
     spec = PROFILES[profile]
+    unknown = [m for m in methods or [] if m not in JOBS]
+    if unknown:
+        raise ValueError(f"unknown peer job(s) {unknown}; choose from {list(JOBS)}")
     weights = common.timm_weights_file(BACKBONE)
-    fastai_python, fastai_note = ensure_fastai_venv(common.BENCH_DIR / "fastai-venv")
-    rows = []
-    for name in spec["datasets"]:
-        for seed in spec["seeds"]:
+    keys = methods or spec["jobs"]
+    fastai_python, fastai_note = (ensure_fastai_venv(common.BENCH_DIR / "fastai-venv")
+                                  if any(k.startswith("fastai") for k in keys) else (None, "fastai not run"))
+    previous = common.read_result("peers", profile) or {}
+    rows = {(r["dataset"], r["seed"], r["method"]): r for r in previous.get("rows", [])}
+    for name in datasets or spec["datasets"]:
+        for seed in seeds or spec["seeds"]:
             folder = image_folders(name, seed)
-            jobs = [("shoulders full", ["shoulders"]), ("Keras-guide recipe (PyTorch+timm)", ["keras"])]
-            if fastai_python:
-                jobs[1:1] = [(f"fastai fine_tune ({v})", ["fastai", "--variant", v], fastai_python)
-                             for v in spec["fastai_variants"]]
-            for label, worker, *python in jobs:
-                interpreter = python[0] if python else common.PYTHON
+            for key in keys:
+                label, worker = JOBS[key]
+                if key.startswith("fastai") and not fastai_python:
+                    continue  # the reason is in fastai_note, printed with the table
+                interpreter = fastai_python if key.startswith("fastai") else common.PYTHON
                 args = [str(interpreter), "-m", "benchmarks.peers", "--worker", *worker, "--folder", str(folder),
                         "--weights", str(weights), "--seed", str(seed), "--size", str(common.IMAGE_SIZE),
                         "--epochs", str(common.EPOCHS)]
                 result = common.run_child(args, timeout=3600)
                 row = {"dataset": name, "seed": seed, "method": label, **result}
                 print(f"  {name} seed {seed} {label}: {_brief(row)}", flush=True)
-                rows.append(row)
-    payload = {"rows": rows, "fastai": fastai_note, "weights": str(weights.relative_to(common.ROOT)),
-               "summary": summarise(rows)}
+                rows[(name, seed, label)] = row
+                common.write_result("peers", profile, {"rows": list(rows.values())})
+    all_rows = list(rows.values())
+    payload = {"rows": all_rows, "fastai": fastai_note, "weights": str(weights.relative_to(common.ROOT)),
+               "summary": summarise(all_rows)}
     payload["table"] = render(payload)
     common.write_result("peers", profile, payload)
     return payload
@@ -157,12 +173,14 @@ def _shoulders_worker(args: argparse.Namespace) -> dict[str, Any]:
     from shoulders import TransferClassifier
 
     start = time.perf_counter()
-    clf = TransferClassifier(strategy="full", weights=args.weights, epochs=args.epochs, image_size=args.size,
+    clf = TransferClassifier(strategy=args.strategy, weights=args.weights, epochs=args.epochs, image_size=args.size,
                              batch_size=64, seed=args.seed, progress=False).fit(args.folder)
     seconds = time.perf_counter() - start
     train = sum(h["seconds"] for h in clf.history_)
     return {"test_accuracy": clf.metrics_["test_accuracy"], "val_accuracy": clf.metrics_["val_accuracy"],
-            "seconds": seconds, "train_seconds": train, "setting": "full, 10 epochs, shoulders defaults"}
+            "seconds": seconds, "train_seconds": train, "chosen": clf.config_.strategy.name,
+            "trainable_blocks": clf.config_.strategy.trainable_blocks, "augment": clf.config_.data.augment,
+            "setting": f"{args.strategy}, {args.epochs} epochs, shoulders defaults otherwise"}
 
 
 def _fastai_worker(args: argparse.Namespace) -> dict[str, Any]:
@@ -250,6 +268,7 @@ def _worker_main(argv: list[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m benchmarks.peers")
     p.add_argument("--worker", choices=list(WORKERS), required=True)
     p.add_argument("--variant", default="quickstart", choices=["quickstart", "aug_transforms"])
+    p.add_argument("--strategy", default="full", help="shoulders worker: its --strategy")
     p.add_argument("--folder", required=True)
     p.add_argument("--weights", required=True)
     p.add_argument("--seed", type=int, default=0)

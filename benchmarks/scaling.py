@@ -19,7 +19,7 @@ from . import common
 
 STRATEGIES = {"frozen": None, "partial top-2": 2, "full": None}
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"sizes": [1000, 10000]},
+    "quick": {"sizes": [1000, 5000]},
     "full": {"sizes": [1000, 10000, 60000]},
 }
 

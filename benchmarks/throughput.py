@@ -31,7 +31,7 @@ MODES = {  # name → (autocast precision, channels_last)
     "channels_last+bf16": ("bf16", True),
 }
 PROFILES: dict[str, dict[str, Any]] = {
-    "quick": {"sizes": [64, 112], "modes": ["fp32", "channels_last", "bf16"], "rounds": 3,
+    "quick": {"sizes": [64], "modes": ["fp32", "channels_last", "bf16"], "rounds": 3,
               "cache_data": "fashion-100", "infer_batches": {64: 8, 112: 4}, "train_batches": {64: 3, 112: 2}},
     "full": {"sizes": [64, 112, 224], "modes": list(MODES), "rounds": 5, "cache_data": "fashion-1000",
              "infer_batches": {64: 16, 112: 8, 224: 3}, "train_batches": {64: 6, 112: 3, 224: 2}},
