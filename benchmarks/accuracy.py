@@ -100,18 +100,15 @@ def _progress(row: dict[str, Any]) -> str:
 
 def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per data set and method: mean ± std of test accuracy over seeds, and the median wall time."""
-    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for r in rows:
-        if "error" not in r:
-            groups.setdefault((r["dataset"], r["method"]), []).append(r)
     out = []
-    for (name, method), rs in groups.items():
+    for (name, method), rs in common.group_rows(rows, "dataset", "method").items():
         chosen = sorted({_chosen(r) for r in rs}) if method == "auto" else []
         out.append({"dataset": name, "method": method + (f" → {'/'.join(chosen)}" if chosen else ""),
                     "seeds": len(rs), "test": common.mean_std([r["test_accuracy"] for r in rs]),
                     "val": common.mean_std([r["val_accuracy"] for r in rs]),
                     "seconds": f"{common.summary([r['seconds'] for r in rs])['median']:.0f}", "sizes": rs[0]["sizes"],
-                    "epochs": "—" if method in ("pixels logreg", "frozen") else rs[0].get("epochs", common.EPOCHS)})
+                    "epochs": "—" if method in ("pixels logreg", "frozen") or all(r.get("chosen") == "frozen" for r in rs)
+                    else rs[0].get("epochs", common.EPOCHS)})
     return out
 
 
@@ -125,12 +122,8 @@ def _chosen(row: dict[str, Any]) -> str:
 
 def oracle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per data set and seed: the brute-force pick (best validation accuracy) against auto, and their costs."""
-    by_run: dict[tuple[str, int], list[dict[str, Any]]] = {}
-    for r in rows:
-        if "error" not in r:
-            by_run.setdefault((r["dataset"], r["seed"]), []).append(r)
     out = []
-    for (name, seed), rs in sorted(by_run.items()):
+    for (name, seed), rs in sorted(common.group_rows(rows, "dataset", "seed").items()):
         fixed = [r for r in rs if r["method"] not in ORACLE_EXCLUDES]
         auto = next((r for r in rs if r["method"] == "auto"), None)
         if not fixed:

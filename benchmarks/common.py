@@ -122,6 +122,15 @@ def mean_std(values: Sequence[float]) -> str:
     return f"{100 * s['mean']:.1f}" + (f" ± {100 * s['std']:.1f}" if s["n"] > 1 else "")
 
 
+def group_rows(rows: Sequence[dict[str, Any]], *keys: str) -> dict[tuple[Any, ...], list[dict[str, Any]]]:
+    """The rows that did not fail, grouped by the values of ``keys`` (insertion order kept)."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for r in rows:
+        if "error" not in r:
+            groups.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return groups
+
+
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) -> str:
     """A Markdown table of ``rows``; ``columns`` are (key, header) pairs and values are shown as given."""
     lines = ["| " + " | ".join(h for _, h in columns) + " |", "|" + "---|" * len(columns)]

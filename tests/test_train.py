@@ -115,6 +115,17 @@ def test_nan_loss_stops_with_epoch_and_learning_rate() -> None:
                         precision=Precision("fp32", "fp32"), progress=False)
 
 
+def test_progress_bars_stay_out_of_output_that_is_not_a_terminal(capsys: pytest.CaptureFixture[str]) -> None:
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 3))
+    loader = [(torch.randn(4, 3, 2, 2), torch.tensor([0, 1, 2, 0])) for _ in range(3)]
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    stats = train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, loader, torch.device("cpu"), epoch=0,
+                            precision=Precision("fp32", "fp32"), progress=True)
+    assert stats["images"] == 12
+    captured = capsys.readouterr()
+    assert "\r" not in captured.err and "batch" not in captured.err  # captured streams are not terminals
+
+
 def test_divergence_through_fit_is_a_clear_error(colour_arrays) -> None:
     x, y, _ = colour_arrays
     with pytest.raises(TrainingDivergedError, match="learning rate"):
@@ -196,6 +207,14 @@ def test_resume_without_checkpoint_says_so(tmp_path: Path, colour_arrays) -> Non
     x, y, _ = colour_arrays
     with pytest.raises(FileNotFoundError, match="nothing to resume"):
         tiny_clf("full", epochs=1).fit(x, y, out_dir=tmp_path / "fresh", resume=True)
+
+
+def test_frozen_resume_says_it_starts_again_and_still_fits(tmp_path: Path, colour_arrays,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    x, y, _ = colour_arrays
+    clf = tiny_clf("frozen").fit(x, y, out_dir=tmp_path / "run", resume=True)
+    assert "no epochs to continue" in capsys.readouterr().err
+    assert (tmp_path / "run" / "model.safetensors").exists() and len(clf.predict(x[:2])) == 2
 
 
 def test_more_data_same_classes_is_learnt() -> None:

@@ -25,6 +25,12 @@ def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> to
     return x
 
 
+def _bar_off(progress: bool) -> bool | None:
+    """tqdm's ``disable``: off when asked, and (``None``) off when output is not a terminal, so logs hold no
+    carriage-return lines; the per-epoch summary lines are printed either way."""
+    return None if progress else True
+
+
 def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.optim.Optimizer,
                     loader: Iterable, device: torch.device, *, epoch: int, precision: Precision,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
@@ -34,7 +40,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
     BatchNorm policy), so this function never calls ``model.train()`` itself."""
     start = time.perf_counter()
     total_loss, correct, seen = 0.0, 0, 0
-    bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}", leave=False, disable=not progress, unit="batch")
+    bar = tqdm(loader, desc=f"{desc} epoch {epoch + 1}", leave=False, disable=_bar_off(progress), unit="batch")
     for step, (images, targets) in enumerate(bar):
         images, targets = _to_device(images, device, channels_last), targets.to(device, non_blocking=True)
         with precision.autocast(device):
@@ -74,7 +80,7 @@ def predict_logits(model: nn.Module, loader: Iterable, device: torch.device, *, 
     model.eval()
     outputs, targets = [], []
     try:
-        for images, target in tqdm(loader, desc=desc, leave=False, disable=not progress, unit="batch"):
+        for images, target in tqdm(loader, desc=desc, leave=False, disable=_bar_off(progress), unit="batch"):
             with precision.autocast(device, inference=inference):
                 out = model(_to_device(images, device, channels_last))
             outputs.append(out.float().cpu())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,6 +136,9 @@ def fit(model: nn.Module, strategy: Strategy, splits: DataSplits, config: RunCon
                nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing),
                Path(run_dir) if run_dir is not None else None, ctx)
     if strategy.uses_feature_cache:
+        if resume and is_main():  # nothing epoch-shaped to continue: say what a rerun reuses instead
+            print("resume: the frozen strategy has no epochs to continue; it starts again, and features of the "
+                  "splits finished before the interruption come from the feature cache", file=sys.stderr, flush=True)
         result = _fit_on_features(run, cache_identity)
     else:
         result = _fit_phases(run, resume)
