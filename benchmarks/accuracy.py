@@ -107,17 +107,14 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "seeds": len(rs), "test": common.mean_std([r["test_accuracy"] for r in rs]),
                     "val": common.mean_std([r["val_accuracy"] for r in rs]),
                     "seconds": f"{common.summary([r['seconds'] for r in rs])['median']:.0f}", "sizes": rs[0]["sizes"],
-                    "epochs": "—" if method in ("pixels logreg", "frozen") or all(r.get("chosen") == "frozen" for r in rs)
-                    else rs[0].get("epochs", common.EPOCHS)})
+                    "epochs": "—" if method in ("pixels logreg", "frozen")
+                    or all(r.get("chosen") == "frozen" for r in rs) else rs[0].get("epochs", common.EPOCHS)})
     return out
 
 
 def _chosen(row: dict[str, Any]) -> str:
     """What auto trained: ``partial top-7 +light`` etc."""
-    plan = row.get("plan") or {}
-    depth = f" top-{row.get('trainable_blocks')}" if row.get("chosen") == "partial" else ""
-    augment = f" +{plan['augment']}" if plan.get("augment", "none") != "none" else ""
-    return f"{row.get('chosen')}{depth}{augment}"
+    return common.chosen_label(row.get("chosen"), row.get("trainable_blocks"), (row.get("plan") or {}).get("augment"))
 
 
 def oracle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -141,8 +138,8 @@ def oracle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def render(payload: dict[str, Any]) -> str:
     acc = common.table(payload["summary"], [("dataset", "data"), ("sizes", "train/val/test"), ("method", "method"),
-                                            ("epochs", "epochs"), ("seeds", "seeds"), ("test", "test acc %"), ("val", "val acc %"),
-                                            ("seconds", "median s")])
+                                            ("epochs", "epochs"), ("seeds", "seeds"), ("test", "test acc %"),
+                                            ("val", "val acc %"), ("seconds", "median s")])
     rows = [{**o, "oracle_test": common.pct(o["oracle_test"]), "best_test": common.pct(o["best_test"]),
              "auto_test": common.pct(o["auto_test"]), "search_seconds": f"{o['search_seconds']:.0f}",
              "auto_seconds": "—" if o["auto_seconds"] is None else f"{o['auto_seconds']:.0f}"}

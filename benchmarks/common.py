@@ -140,8 +140,19 @@ def table(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]]) ->
 
 
 def peak_rss_mb() -> float:
-    """This process's peak resident memory so far (Linux reports kilobytes)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's peak resident memory so far (VmHWM): unlike ``ru_maxrss``, not inherited across fork + exec."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # no /proc: Linux reports kilobytes
+
+
+def chosen_label(strategy: str | None, trainable_blocks: float | None, augment: str | None) -> str:
+    """What a shoulders run trained, as the tables show it: ``partial top-7 +light``, ``full``, ``frozen +light``."""
+    depth = f" top-{trainable_blocks}" if strategy == "partial" else ""
+    extra = f" +{augment}" if augment not in (None, "none") else ""
+    return f"{strategy}{depth}{extra}"
 
 
 # -- data ----------------------------------------------------------------------------------------------------

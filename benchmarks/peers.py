@@ -148,20 +148,15 @@ def summarise(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for (name, method), rs in groups.items():
         ours = groups.get((name, "shoulders full"), [])
         ratios = [r["seconds"] / o["seconds"] for r in rs for o in ours if o["seed"] == r["seed"]]
-        chosen = sorted({_chosen(r) for r in rs}) if "auto" in method else []
-        out.append({"dataset": name, "method": method + (f" → {'/'.join(chosen)}" if chosen else ""), "seeds": len(rs),
+        chosen = (sorted({common.chosen_label(r.get("chosen"), r.get("trainable_blocks"), r.get("augment"))
+                          for r in rs}) if "auto" in method else [])
+        out.append({"dataset": name, "method": method + (f" → {'/'.join(chosen)}" if chosen else ""),
+                    "seeds": len(rs),
                     "test": common.mean_std([r["test_accuracy"] for r in rs]),
                     "seconds": f"{common.summary([r['seconds'] for r in rs])['median']:.0f}",
                     "train_seconds": f"{common.summary([r['train_seconds'] for r in rs])['median']:.0f}",
                     "time_ratio": f"{common.summary(ratios)['median']:.2f}" if ratios else "—"})
     return out
-
-
-def _chosen(row: dict[str, Any]) -> str:
-    """What shoulders' auto trained, e.g. ``partial top-7 +light``."""
-    depth = f" top-{row.get('trainable_blocks')}" if row.get("chosen") == "partial" else ""
-    augment = f" +{row['augment']}" if row.get("augment", "none") != "none" else ""
-    return f"{row.get('chosen')}{depth}{augment}"
 
 
 def render(payload: dict[str, Any]) -> str:

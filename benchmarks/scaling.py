@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import sys
 import time
 from typing import Any
@@ -80,16 +79,8 @@ def _worker(strategy: str, images: int) -> dict[str, Any]:
     # fine-tuning: the epoch's training time; frozen: the whole fit (features of train + val, then the head)
     train = sum(h["seconds"] for h in clf.history_) if name != "frozen" else seconds
     return {"seconds": seconds, "train_seconds": train, "images_per_second": len(y) / train,
-            "peak_rss_mb": _peak_rss_mb(),
+            "peak_rss_mb": common.peak_rss_mb(),
             "val_accuracy": clf.metrics_.get("val_accuracy")}
-
-
-def _peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM): unlike ``ru_maxrss``, not inherited across fork + exec."""
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

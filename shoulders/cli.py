@@ -122,7 +122,9 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-pretrained", action="store_true", help="random initialisation (a from-scratch baseline)")
     p.add_argument("--epochs", type=int, help="training epochs (default: the plan's)")
     p.add_argument("--lr", type=float, help="learning rate of the new head (default: the plan's, 1e-3)")
-    p.add_argument("--backbone-lr-mult", type=float, help="pretrained layers' rate = lr × this (default: the plan's: 0.1, or 1.0 for data unlike ImageNet)")
+    p.add_argument("--backbone-lr-mult", type=float,
+                   help="pretrained layers' rate = lr × this (default: the plan's: 0.1, "
+                        "or 1.0 for data unlike ImageNet)")
     p.add_argument("--layer-decay", type=float, help="extra rate factor per block from the top (e.g. 0.8)")
     p.add_argument("--trainable-blocks", type=float, help="partial: top N blocks train (or a fraction 0-1)")
     p.add_argument("--head-epochs", type=int, help="full/partial: head-only epochs before unfreezing")

@@ -112,7 +112,8 @@ class Advice:
         lines += ["", self.matrix_text(), "",
                   f"plan         {p.strategy}"
                   + (f", top {p.trainable_blocks} blocks" if p.strategy == "partial" else "")
-                  + f", augment {p.augment}, lr {p.lr:g}" + (f" (backbone ×{p.backbone_lr_mult:g})" if p.strategy != "frozen" else "")
+                  + f", augment {p.augment}, lr {p.lr:g}"
+                  + (f" (backbone ×{p.backbone_lr_mult:g})" if p.strategy != "frozen" else "")
                   + f", {p.epochs} epochs"
                   + (f" ({p.head_epochs} head-only first)" if p.head_epochs else "")]
         lines += [f"  why: {r}" for r in self.reasons]
