@@ -158,11 +158,12 @@ class TransferClassifier:
         device = resolve_device(self.config_.train.device)
         fixed = self.config_.strategy.name in STRATEGIES and STRATEGIES.get(self.config_.strategy.name).uses_feature_cache
         precision = resolve_precision(self.config_.train.precision, device, fixed_features=fixed)
-        self.model_.to(device)
+        channels_last = self.config_.train.channels_last
+        # the weights in the layout the input arrives in (a loaded run folder's are NCHW): no reorder per batch
+        self.model_.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         loader = make_loader(ImageDataset(samples, eval_tf), self.config_.data.batch_size, shuffle=False,
                              device=device, num_workers=self.config_.data.num_workers)
-        logits, _ = predict_logits(self.model_, loader, device, precision=precision,
-                                   channels_last=self.config_.train.channels_last)
+        logits, _ = predict_logits(self.model_, loader, device, precision=precision, channels_last=channels_last)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
     def predict(self, X: ImagesInput) -> np.ndarray:
