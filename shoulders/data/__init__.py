@@ -11,6 +11,7 @@ from shoulders.data.builtin import (
     write_image_folder,
 )
 from shoulders.data._readers import samples_from_arrays
+from shoulders.data.duplicates import ON_DUPLICATE, DuplicateReport, find_duplicates
 from shoulders.data.images import IMAGE_EXTENSIONS, BadImage, BadImageError, collect_paths, open_image
 from shoulders.data.loader import ImageDataset, make_loader
 from shoulders.data.samples import DataSplits, Samples
@@ -22,16 +23,19 @@ __all__ = [
     "BadImage",
     "BadImageError",
     "DataSplits",
+    "DuplicateReport",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DIR",
     "IMAGE_EXTENSIONS",
     "ImageDataset",
     "ON_BAD_IMAGE",
+    "ON_DUPLICATE",
     "PHOTO_NAMES",
     "Samples",
     "collect_paths",
     "create_transforms",
     "fashion_mnist_available",
+    "find_duplicates",
     "list_augmentations",
     "load_data",
     "load_digits_arrays",
