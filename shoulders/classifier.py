@@ -14,7 +14,9 @@ from torch import nn
 from .advisor.plan import Plan, apply_plan, default_plan
 from .config import DEFAULT_BACKBONE, DataConfig, ModelConfig, RunConfig, StrategyConfig, TrainConfig
 from .data import DataSplits, ImageDataset, Samples, collect_paths, create_transforms, load_data, make_loader
+from .config import save_json
 from .data import resolve_data_config, samples_from_arrays
+from .data.duplicates import DUPLICATES_NAME
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
 from .run_folder import MATRIX_NAME, library_versions, load_model_weights, read_run, write_run
 from .strategies import STRATEGIES, create_strategy
@@ -114,7 +116,8 @@ class TransferClassifier:
         init_distributed(cfg.train.device)  # under torchrun / accelerate: join the group, pin this process's GPU
         splits = X if isinstance(X, DataSplits) else load_data(
             X, y, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed, on_bad_image=cfg.data.on_bad_image,
-            max_per_class=cfg.data.max_per_class)
+            max_per_class=cfg.data.max_per_class, on_duplicate=cfg.data.on_duplicate,
+            near_duplicates=cfg.data.near_duplicates)
         torch.manual_seed(cfg.train.seed)  # the new head's (and a random backbone's) initialisation
         model, weights = create_transfer_model(cfg.model.backbone, len(splits.classes), weights=cfg.model.weights,
                                                pretrained=cfg.model.pretrained, head_hidden=cfg.model.head_hidden,
@@ -133,6 +136,7 @@ class TransferClassifier:
         self.history_, self.metrics_, self.runtime_ = result.history, result.metrics, result.runtime
         self.split_ = splits.split
         self.bad_images_ = [{"path": b.path, "reason": b.reason} for b in splits.bad_images]
+        self.duplicates_ = splits.duplicates.to_dict() if splits.duplicates is not None else None
         self.feature_cache_ = result.cache
         if out_dir is not None and is_main():  # one process writes the run folder; the others wait for it
             self.save(out_dir)
@@ -196,6 +200,8 @@ class TransferClassifier:
                   "versions": library_versions()}
         run_dir = write_run(path, model=self.model_, config=config, classes=self.classes_, metrics=self.metrics_,
                             split=self.split_, bad_images=self.bad_images_, advice=self.advice_)
+        if getattr(self, "duplicates_", None) and (self.duplicates_["exact"] or self.duplicates_["near"]):
+            save_json(self.duplicates_, run_dir / DUPLICATES_NAME)
         if self.advice_ is not None:
             from .advisor.matrix import save_advice_matrix  # matplotlib only when there is advice to draw
 
