@@ -13,6 +13,8 @@ from .advisor.plan import Plan, apply_plan, default_plan
 from .config import DEFAULT_BACKBONE, DataConfig, ModelConfig, RunConfig, StrategyConfig, TrainConfig
 from .data import DataSplits, ImageDataset, Samples, collect_paths, create_transforms, load_data, make_loader
 from .data import resolve_data_config, samples_from_arrays
+from .explain.gradcam import explain_images, resolve_targets
+from .explain.tta import TTADecision, TTAModel, View, merge_views, resolve_views, tta_decision
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
 from .run_folder import MATRIX_NAME, library_versions, load_model_weights, read_run, write_run
 from .strategies import STRATEGIES, create_strategy
@@ -21,6 +23,7 @@ from .train import barrier, broadcast_object, init_distributed, is_main, predict
 from .train import resolve_precision
 
 ImagesInput = str | Path | Sequence[str | Path] | np.ndarray | Samples
+TTAArg = bool | str | Sequence[str | View] | None
 
 
 class TransferClassifier:
@@ -76,6 +79,7 @@ class TransferClassifier:
         cfg.model.backbone, cfg.model.weights = resolve_backbone_name(backbone), weights
         # "imagenet": nothing was trained here (not a registered strategy, so inference runs at full precision)
         cfg.strategy.name, cfg.train.device = "imagenet", device or "auto"
+        cfg.data.hflip = True  # ImageNet photos: the weights were trained with flips, so TTA may flip
         model, info = create_backbone(cfg.model.backbone, weights=weights, with_imagenet_head=True)
         model.eval()
         clf = cls(backbone=cfg.model.backbone, strategy="imagenet", weights=weights, config=cfg, device=cfg.train.device)
@@ -150,9 +154,14 @@ class TransferClassifier:
         return broadcast_object((advice.plan, advice.to_dict()))  # every process trains rank 0's plan
 
     # -- prediction -----------------------------------------------------------------------------------------
-    def predict_proba(self, X: ImagesInput) -> np.ndarray:
-        """Class probabilities, shape (N, len(classes_)), in the order of ``X`` (paths sorted for directories)."""
+    def predict_proba(self, X: ImagesInput, tta: TTAArg = None) -> np.ndarray:
+        """Class probabilities, shape (N, len(classes_)), in the order of ``X`` (paths sorted for directories).
+
+        ``tta``: ``None`` follows the run's rule (:meth:`tta_decision`), ``True`` averages the views that suit
+        this run (flips only where it trained with flips), ``False`` is plain; or view names (``list_views()``).
+        """
         self._check_fitted()
+        views = resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
         samples = as_samples(X)
         _, eval_tf = create_transforms(self.data_config_)
         device = resolve_device(self.config_.train.device)
@@ -161,19 +170,22 @@ class TransferClassifier:
         self.model_.to(device)
         loader = make_loader(ImageDataset(samples, eval_tf), self.config_.data.batch_size, shuffle=False,
                              device=device, num_workers=self.config_.data.num_workers)
-        logits, _ = predict_logits(self.model_, loader, device, precision=precision,
+        model = self.model_ if views is None else TTAModel(self.model_, views)
+        logits, _ = predict_logits(model, loader, device, precision=precision,
                                    channels_last=self.config_.train.channels_last)
+        if views is not None:
+            return merge_views(logits)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
-    def predict(self, X: ImagesInput) -> np.ndarray:
+    def predict(self, X: ImagesInput, tta: TTAArg = None) -> np.ndarray:
         """Predicted class names."""
-        proba = self.predict_proba(X)
+        proba = self.predict_proba(X, tta=tta)
         return np.asarray(self.classes_, dtype=object)[proba.argmax(1)]
 
-    def predict_top_k(self, X: ImagesInput, k: int = 3) -> list[dict[str, Any]]:
+    def predict_top_k(self, X: ImagesInput, k: int = 3, tta: TTAArg = None) -> list[dict[str, Any]]:
         """Per image: ``path``, the top ``label`` and ``top_k`` as ``[{"label", "probability"}]``."""
         samples = as_samples(X)
-        proba = self.predict_proba(samples)
+        proba = self.predict_proba(samples, tta=tta)
         k = min(k, proba.shape[1])
         order = np.argsort(-proba, axis=1)[:, :k]
         rows = []
@@ -182,9 +194,37 @@ class TransferClassifier:
             rows.append({"path": samples.describe(i), "label": tops[0]["label"], "top_k": tops})
         return rows
 
-    def score(self, X: ImagesInput, y: Sequence[Any]) -> float:
+    def score(self, X: ImagesInput, y: Sequence[Any], tta: TTAArg = None) -> float:
         """Accuracy on ``X`` against labels ``y`` (class names)."""
-        return float(np.mean(self.predict(X) == np.asarray(y, dtype=object)))
+        return float(np.mean(self.predict(X, tta=tta) == np.asarray(y, dtype=object)))
+
+    def tta_decision(self) -> TTADecision:
+        """Whether ``tta=None`` predicts with test-time augmentation for this run, with the reason and cost."""
+        self._check_fitted()
+        return tta_decision(self.config_.data.hflip)
+
+    def explain(self, X: ImagesInput, target: int | str | Sequence[int | str] | None = None, *,
+                method: str = "gradcam") -> np.ndarray | list[np.ndarray]:
+        """Class-activation heatmaps (Grad-CAM by default; needs ``pip install "shoulders[explain]"``).
+
+        Args:
+            X: images, as for :meth:`predict`.
+            target: the class to explain (name or index, one for all or one per image); ``None``: each image's
+                top class.
+            method: a name from ``shoulders.explain.CAM_METHODS``.
+
+        Returns:
+            One float32 map per image with the image's own size (height, width), values in [0, 1]: an array
+            (N, H, W) when all images share a size, else a list.
+        """
+        self._check_fitted()
+        samples = as_samples(X)
+        images = [samples.load(i) for i in range(len(samples))]
+        _, eval_tf = create_transforms(self.data_config_)
+        self.model_.to(resolve_device(self.config_.train.device))
+        maps = explain_images(self.model_, images, eval_tf, self.data_config_,
+                              resolve_targets(target, self.classes_, len(images)), method=method)
+        return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
