@@ -17,6 +17,8 @@ from .data import DataSplits, ImageDataset, Samples, collect_paths, create_trans
 from .config import save_json
 from .data import resolve_data_config, samples_from_arrays
 from .data.duplicates import DUPLICATES_NAME
+from .explain.gradcam import explain_images, resolve_targets
+from .explain.tta import TTADecision, TTAModel, View, merge_views, resolve_views, tta_decision
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
 from .run_folder import MATRIX_NAME, library_versions, load_model_weights, read_run, write_run
 from .strategies import STRATEGIES, create_strategy
@@ -25,6 +27,7 @@ from .train import barrier, broadcast_object, init_distributed, is_main, predict
 from .train import Precision, resolve_precision
 
 ImagesInput = str | Path | Sequence[str | Path] | np.ndarray | Samples
+TTAArg = bool | str | Sequence[str | View] | None
 
 
 class TransferClassifier:
@@ -80,6 +83,7 @@ class TransferClassifier:
         cfg.model.backbone, cfg.model.weights = resolve_backbone_name(backbone), weights
         # "imagenet": nothing was trained here (not a registered strategy, so inference runs at full precision)
         cfg.strategy.name, cfg.train.device = "imagenet", device or "auto"
+        cfg.data.hflip = True  # ImageNet photos: the weights were trained with flips, so TTA may flip
         model, info = create_backbone(cfg.model.backbone, weights=weights, with_imagenet_head=True)
         model.eval()
         clf = cls(backbone=cfg.model.backbone, strategy="imagenet", weights=weights, config=cfg, device=cfg.train.device)
@@ -156,14 +160,19 @@ class TransferClassifier:
         return broadcast_object((advice.plan, advice.to_dict()))  # every process trains rank 0's plan
 
     # -- prediction -----------------------------------------------------------------------------------------
-    def predict_proba(self, X: ImagesInput) -> np.ndarray:
-        """Class probabilities, shape (N, len(classes_)), in the order of ``X`` (paths sorted for directories)."""
+    def predict_proba(self, X: ImagesInput, tta: TTAArg = None) -> np.ndarray:
+        """Class probabilities, shape (N, len(classes_)), in the order of ``X`` (paths sorted for directories).
+
+        ``tta``: ``None`` follows the run's rule (:meth:`tta_decision`), ``True`` averages the views that suit
+        this run (flips only where it trained with flips), ``False`` is plain; or view names (``list_views()``).
+        """
         inference = self.inference()
+        views = resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
         samples = as_samples(X)
         self.model_.to(inference.device)
         loader = make_loader(ImageDataset(samples, inference.transform), self.config_.data.batch_size, shuffle=False,
                              device=inference.device, num_workers=self.config_.data.num_workers)
-        return inference.probabilities(self.model_, loader)
+        return inference.probabilities(self.model_, loader, views=views)
 
     def inference(self) -> "Inference":
         """How this classifier predicts: its eval transform, device, precision and memory layout."""
@@ -174,20 +183,48 @@ class TransferClassifier:
         precision = resolve_precision(self.config_.train.precision, device, fixed_features=fixed)
         return Inference(eval_tf, device, precision, self.config_.train.channels_last)
 
-    def predict(self, X: ImagesInput) -> np.ndarray:
+    def predict(self, X: ImagesInput, tta: TTAArg = None) -> np.ndarray:
         """Predicted class names."""
-        proba = self.predict_proba(X)
+        proba = self.predict_proba(X, tta=tta)
         return np.asarray(self.classes_, dtype=object)[proba.argmax(1)]
 
-    def predict_top_k(self, X: ImagesInput, k: int = 3) -> list[dict[str, Any]]:
+    def predict_top_k(self, X: ImagesInput, k: int = 3, tta: TTAArg = None) -> list[dict[str, Any]]:
         """Per image: ``path``, the top ``label`` and ``top_k`` as ``[{"label", "probability"}]``."""
         samples = as_samples(X)
-        proba = self.predict_proba(samples)
+        proba = self.predict_proba(samples, tta=tta)
         return top_k_rows(proba, self.classes_, [samples.describe(i) for i in range(len(samples))], k)
 
-    def score(self, X: ImagesInput, y: Sequence[Any]) -> float:
+    def score(self, X: ImagesInput, y: Sequence[Any], tta: TTAArg = None) -> float:
         """Accuracy on ``X`` against labels ``y`` (class names)."""
-        return float(np.mean(self.predict(X) == np.asarray(y, dtype=object)))
+        return float(np.mean(self.predict(X, tta=tta) == np.asarray(y, dtype=object)))
+
+    def tta_decision(self) -> TTADecision:
+        """Whether ``tta=None`` predicts with test-time augmentation for this run, with the reason and cost."""
+        self._check_fitted()
+        return tta_decision(self.config_.data.hflip)
+
+    def explain(self, X: ImagesInput, target: int | str | Sequence[int | str] | None = None, *,
+                method: str = "gradcam") -> np.ndarray | list[np.ndarray]:
+        """Class-activation heatmaps (Grad-CAM by default; needs ``pip install "shoulders[explain]"``).
+
+        Args:
+            X: images, as for :meth:`predict`.
+            target: the class to explain (name or index, one for all or one per image); ``None``: each image's
+                top class.
+            method: a name from ``shoulders.explain.CAM_METHODS``.
+
+        Returns:
+            One float32 map per image with the image's own size (height, width), values in [0, 1]: an array
+            (N, H, W) when all images share a size, else a list.
+        """
+        self._check_fitted()
+        samples = as_samples(X)
+        images = [samples.load(i) for i in range(len(samples))]
+        _, eval_tf = create_transforms(self.data_config_)
+        self.model_.to(resolve_device(self.config_.train.device))
+        maps = explain_images(self.model_, images, eval_tf, self.data_config_,
+                              resolve_targets(target, self.classes_, len(images)), method=method)
+        return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -245,10 +282,14 @@ class Inference:
     precision: Precision  # its ``inference`` dtype is the one used here (bf16 for frozen features on some CPUs)
     channels_last: bool
 
-    def probabilities(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]]) -> np.ndarray:
-        """Softmax of ``model`` over ``(images, targets)`` batches (a DataLoader, or a list of one batch)."""
-        logits, _ = predict_logits(model, batches, self.device, precision=self.precision,
-                                   channels_last=self.channels_last)
+    def probabilities(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]], *,
+                      views: Sequence[View] | None = None) -> np.ndarray:
+        """Softmax of ``model`` over ``(images, targets)`` batches (a DataLoader, or a list of one batch); with
+        ``views``, the average over those test-time views."""
+        logits, _ = predict_logits(model if views is None else TTAModel(model, views), batches, self.device,
+                                   precision=self.precision, channels_last=self.channels_last)
+        if views is not None:
+            return merge_views(logits)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
 
 

@@ -253,6 +253,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="without a run folder: whose ImageNet head answers")
     p.add_argument("--weights", help="without a run folder: a weights file for --backbone")
     p.add_argument("--device", default=None)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average over test-time views (flips only where the run trained with flips); "
+                        "default: the run's rule")
+    p.add_argument("--explain", metavar="DIR", help="write each image with the heatmap of its top class to DIR")
+    p.add_argument("--cam-method", default="gradcam", help="heatmap method for --explain (default %(default)s)")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -266,7 +271,12 @@ def _predict(args: argparse.Namespace) -> int:
         clf, k = TransferClassifier.pretrained(args.backbone, weights=args.weights, device=args.device), args.top_k or 5
     if not inputs:
         raise ValueError("no images given: shoulders predict [RUN_DIR] IMAGE [IMAGE ...]")
-    rows = clf.predict_top_k(inputs, k=k)
+    rows = clf.predict_top_k(inputs, k=k, tta=args.tta)
+    if args.explain:
+        from .pipelines import write_heatmaps
+
+        for row, path in zip(rows, write_heatmaps(clf, inputs, args.explain, method=args.cam_method)):
+            row["heatmap"] = str(path)
     fmt = "json" if args.json else args.format
     if fmt == "json":
         print(json.dumps(rows, indent=2))
@@ -275,7 +285,7 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             tops = "  ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top_k"])
-            print(f"{row['path']}: {tops}")
+            print(f"{row['path']}: {tops}" + (f"  [heatmap {row['heatmap']}]" if "heatmap" in row else ""))
     return 0
 
 
@@ -320,6 +330,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")
     p.add_argument("--device", default=None)
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average over test-time views (flips only where the run trained with flips); "
+                        "default: the run's rule")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
@@ -327,12 +340,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .pipelines import evaluate_run
 
     ev = evaluate_run(args.run_dir, args.data, split=args.split, on_bad_image=args.on_bad_image, device=args.device,
-                      report=not args.no_report)
+                      report=not args.no_report, tta=args.tta)
     if args.json:
         print(json.dumps(ev["metrics"], indent=2))
         return 0
     m = ev["metrics"]
-    print(f"{ev['images']} images ({ev['split']} split of {args.data})")
+    print(f"{ev['images']} images ({ev['split']} split of {args.data})"
+          + (f", test-time views: {', '.join(ev['tta']['views'])}" if ev["tta"]["enabled"] else ""))
     print(f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
           f"log loss {m['log_loss']:.4f}   ECE {m['ece']:.4f}")
     for k, v in m.get("top_k_accuracy", {}).items():
