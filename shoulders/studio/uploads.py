@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import warnings
 
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..data.images import IMAGE_EXTENSIONS, to_rgb
 
@@ -49,5 +49,7 @@ def decode_upload(data: bytes, filename: str = "upload") -> Image.Image:
         raise
     except Exception as exc:  # noqa: BLE001 - PIL raises many types for files that are not images
         kinds = ", ".join(sorted(e.lstrip(".") for e in IMAGE_EXTENSIONS))
-        raise UploadError(f"{filename} is not an image that can be read ({type(exc).__name__}: {exc}); "
-                          f"use one of: {kinds}", status=415) from None
+        why = "its content is in no image format" if isinstance(exc, UnidentifiedImageError) \
+            else f"{type(exc).__name__}: {exc}"
+        raise UploadError(f"{filename} is not an image that can be read ({why}); use one of: {kinds}",
+                          status=415) from None
