@@ -16,6 +16,11 @@ from .studio.command import add_arguments as _studio_args, run as _studio
 # keeping them mapped made training and inference ≈3x faster on this kind of machine (FINDINGS). The setting only
 # works from process start, so the CLI re-executes itself once with it. SHOULDERS_NO_REEXEC=1 turns this off.
 GLIBC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000"
+# The commands that run a network, hence gain from the tuning; the others (zoo, --help, --version) start in a
+# fraction of a second, which a second interpreter start would double. Nothing heavy (torch, timm) is imported
+# before this decision: this module imports only the standard library and ``config`` at the top, and each
+# command imports what it needs when it runs.
+NETWORK_COMMANDS = frozenset({"train", "predict", "evaluate", "advise", "demo", "export", "studio"})
 
 
 def _reexec_with_malloc_tuning(argv: Sequence[str]) -> None:
@@ -32,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     if argv is None:  # a real command line (not a call from Python): the malloc tuning is worth a re-exec
         argv = sys.argv[1:]
-        if argv and argv[0] in ("train", "predict", "evaluate", "advise", "demo", "export", "studio"):
+        if argv and argv[0] in NETWORK_COMMANDS:
             _reexec_with_malloc_tuning(argv)
     argv = list(argv)
     parser = build_parser()
