@@ -163,3 +163,63 @@ def test_native_size_from_arrays_and_files(tmp_path: Path):
         paths.append(str(path))
     size = native_size(Samples(["a"], np.zeros(3, int), paths=paths))
     assert (size.median, size.min, size.max, size.measured) == (80, 40, 200, 3)
+
+
+# -- keeping the budget while training ----------------------------------------------------------------------------
+class _FakeClock:
+    def __init__(self, step_seconds: float) -> None:
+        self.now, self.step_seconds = 0.0, step_seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self) -> None:
+        self.now += self.step_seconds
+
+
+def _run_keeper(keeper, clock, epochs: int, steps_per_epoch: int, eval_seconds: float = 0.0) -> list[float]:
+    factors = []
+    for _ in range(epochs):
+        for _batch in keeper.limit(range(steps_per_epoch)):
+            factors.append(keeper(keeper.done))  # the factor this step trains at
+            clock.tick()
+        if keeper.finished:
+            break
+        clock.now += eval_seconds
+        keeper.evaluation_done(eval_seconds)
+    return factors
+
+
+def test_keeper_on_time_follows_the_planned_warmup_cosine():
+    from shoulders.planner.schedule import BudgetKeeper
+
+    clock = _FakeClock(0.1)
+    keeper = BudgetKeeper(100, 10, deadline=20.0, clock=clock, steps_per_epoch=10)
+    factors = _run_keeper(keeper, clock, 10, 10)
+    assert len(factors) == 100 and keeper.replans == [] and keeper.finished
+    assert factors[0] == pytest.approx(1 / 11) and max(factors) == pytest.approx(1.0)
+    assert factors[-1] < 0.01  # the decay completed
+
+
+def test_keeper_replans_when_slower_and_still_completes_its_decay():
+    from shoulders.planner.schedule import BudgetKeeper
+
+    clock = _FakeClock(0.2)  # twice as slow as the plan (100 steps × 0.1 s = 10 s)
+    keeper = BudgetKeeper(100, 10, deadline=10.0, clock=clock, steps_per_epoch=10)
+    factors = _run_keeper(keeper, clock, 10, 10, eval_seconds=0.1)
+    assert keeper.replans and keeper.total_steps < 100 and keeper.finished
+    assert clock.now <= 10.0 * 1.1  # ends within the budget + 10 %
+    assert factors[-1] < 0.05 * max(factors)  # ... with the learning rate decayed, not cut off mid-schedule
+    assert all(b <= a + 1e-9 for a, b in zip(factors[10:], factors[11:]))  # no jump back up after re-planning
+
+
+def test_keeper_state_survives_a_checkpoint():
+    from shoulders.planner.schedule import BudgetKeeper
+
+    clock = _FakeClock(0.2)
+    keeper = BudgetKeeper(100, 10, deadline=10.0, clock=clock, steps_per_epoch=10)
+    _run_keeper(keeper, clock, 3, 10)
+    restored = BudgetKeeper(100, 10, deadline=10.0, clock=clock, steps_per_epoch=10)
+    restored.load_state_dict(keeper.state_dict())
+    assert [restored(s) for s in range(100)] == [keeper(s) for s in range(100)]
+    assert restored.total_steps == keeper.total_steps and restored.done == keeper.done
