@@ -123,15 +123,30 @@ def _accuracy(c: Candidate, facts: DataFacts, anchor_error: float, batch_size: i
     return max(0.0, 1.0 - min(error, 1.0 - 1.0 / facts.classes))
 
 
-def candidates(facts: DataFacts, *, sizes: Sequence[int], depths: Sequence[int], augment: str) -> list[Candidate]:
-    """Frozen at each size, and every fine-tuning strategy × size × epoch count (with and without the probe head)."""
+@dataclass(frozen=True)
+class Constraints:
+    """What the user fixed: the search only varies the rest (``None`` = free)."""
+
+    strategy: str | None = None  # full | partial | frozen
+    image_size: int | None = None
+    epochs: int | None = None
+    depth: int | None = None  # partial's trainable blocks
+    head_init: str | None = None  # default | probe
+
+
+def candidates(facts: DataFacts, *, sizes: Sequence[int], depths: Sequence[int], augment: str,
+               fixed: Constraints = Constraints()) -> list[Candidate]:
+    """Frozen at each size, and every fine-tuning strategy × size × epoch count (with and without the probe head),
+    restricted to what ``fixed`` says."""
+    sizes = [fixed.image_size] if fixed.image_size else list(sizes)
+    depths = [fixed.depth] if fixed.depth else list(depths)
+    epochs = [fixed.epochs] if fixed.epochs else list(EPOCH_CHOICES)
+    probes = [fixed.head_init == "probe"] if fixed.head_init else [False, True]
     out = [Candidate("frozen", s, augment=augment) for s in sizes]
     for s in sizes:
         for strategy, depth in [("full", None)] + [("partial", d) for d in depths]:
-            for e in EPOCH_CHOICES:
-                for probe in (False, True):
-                    out.append(Candidate(strategy, s, e, depth, augment, probe))
-    return out
+            out += [Candidate(strategy, s, e, depth, augment, probe) for e in epochs for probe in probes]
+    return [c for c in out if fixed.strategy in (None, c.strategy)]
 
 
 def useful_sizes(facts: DataFacts, sizes: Sequence[int] = CANDIDATE_SIZES) -> tuple[list[int], str]:
@@ -148,11 +163,12 @@ def useful_sizes(facts: DataFacts, sizes: Sequence[int] = CANDIDATE_SIZES) -> tu
 
 
 def estimate_all(facts: DataFacts, tp: Throughput, *, anchor_error: float, spent: float, batch_size: int,
-                 sizes: Sequence[int], depths: Sequence[int], augment: str) -> list[Estimate]:
+                 sizes: Sequence[int], depths: Sequence[int], augment: str,
+                 fixed: Constraints = Constraints()) -> list[Estimate]:
     """Every candidate with its predicted seconds and expected accuracy."""
     return [Estimate(c, predict(c, facts, tp, spent=spent, batch_size=batch_size),
                      _accuracy(c, facts, anchor_error, batch_size))
-            for c in candidates(facts, sizes=sizes, depths=depths, augment=augment)]
+            for c in candidates(facts, sizes=sizes, depths=depths, augment=augment, fixed=fixed)]
 
 
 def choose(estimates: list[Estimate], budget: float | None) -> tuple[Estimate, str]:
@@ -205,7 +221,8 @@ def describe(pick: Estimate, tp: Throughput, device_label: str) -> str:
 
 def plan_recipe(facts: DataFacts, tp: Throughput, *, budget: float | None, anchor_error: float, spent: float = 0.0,
                 batch_size: int = 64, augment: str = "none", sizes: Sequence[int] = CANDIDATE_SIZES,
-                depths: Sequence[int] = CANDIDATE_DEPTHS, device_label: str = "this machine") -> Recipe:
+                depths: Sequence[int] = CANDIDATE_DEPTHS, device_label: str = "this machine",
+                fixed: Constraints = Constraints()) -> Recipe:
     """The recipe with the highest expected accuracy within ``budget`` seconds (see :func:`choose`).
 
     Args:
@@ -216,10 +233,13 @@ def plan_recipe(facts: DataFacts, tp: Throughput, *, budget: float | None, ancho
         spent: seconds already used (advice, throughput probe): they count against the budget.
         batch_size: the training batch.
         augment: the quadrant's augmentation (light for small data).
+        fixed: what the user set; only the rest is searched.
     """
     kept, size_reason = useful_sizes(facts, sizes)
+    if fixed.image_size:
+        size_reason = f"input size {fixed.image_size} px set by the user"
     estimates = estimate_all(facts, tp, anchor_error=anchor_error, spent=spent, batch_size=batch_size,
-                             sizes=kept, depths=depths, augment=augment)
+                             sizes=kept, depths=depths, augment=augment, fixed=fixed)
     pick, rule = choose(estimates, budget)
     c = pick.candidate
     limit = (budget if budget is not None else DEFAULT_BUDGET) * BUDGET_SHARE
