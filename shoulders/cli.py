@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .config import DEFAULT_BACKBONE
+from .serve.command import HELP as SERVE_HELP, serve_args, serve_command
 
 # glibc's default malloc returns large activation buffers to the OS after every step (≈18 M page faults per run);
 # keeping them mapped made training and inference ≈3x faster on this kind of machine (FINDINGS). The setting only
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     if argv is None:  # a real command line (not a call from Python): the malloc tuning is worth a re-exec
         argv = sys.argv[1:]
-        if argv and argv[0] in ("train", "predict", "evaluate", "advise", "demo", "export"):
+        if argv and argv[0] in ("train", "predict", "evaluate", "advise", "demo", "export", "serve"):
             _reexec_with_malloc_tuning(argv)
     argv = list(argv)
     parser = build_parser()
@@ -364,4 +365,5 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
                  _evaluate_args, _evaluate),
     "export": ("export a run folder to ONNX or TorchScript, checked against PyTorch", _export_args, _export),
     "demo": ("train on a dataset that ships with a package and compare with a from-pixels baseline", _demo_args, _demo),
+    "serve": (SERVE_HELP, serve_args, serve_command),
 }
