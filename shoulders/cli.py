@@ -9,12 +9,19 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .cache_cli import cache_args, run_cache
 from .config import DEFAULT_BACKBONE
+from .studio.command import add_arguments as _studio_args, run as _studio
 
 # glibc's default malloc returns large activation buffers to the OS after every step (≈18 M page faults per run);
 # keeping them mapped made training and inference ≈3x faster on this kind of machine (FINDINGS). The setting only
 # works from process start, so the CLI re-executes itself once with it. SHOULDERS_NO_REEXEC=1 turns this off.
 GLIBC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000"
+# The commands that run a network, hence gain from the tuning; the others (zoo, --help, --version) start in a
+# fraction of a second, which a second interpreter start would double. Nothing heavy (torch, timm) is imported
+# before this decision: this module imports only the standard library and ``config`` at the top, and each
+# command imports what it needs when it runs.
+NETWORK_COMMANDS = frozenset({"train", "predict", "evaluate", "advise", "demo", "export", "studio"})
 
 
 def _reexec_with_malloc_tuning(argv: Sequence[str]) -> None:
@@ -31,7 +38,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     if argv is None:  # a real command line (not a call from Python): the malloc tuning is worth a re-exec
         argv = sys.argv[1:]
-        if argv and argv[0] in ("train", "predict", "evaluate", "advise", "demo", "export"):
+        if argv and argv[0] in NETWORK_COMMANDS:
             _reexec_with_malloc_tuning(argv)
     argv = list(argv)
     parser = build_parser()
@@ -144,6 +151,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, help="held-out share when DATA has no val/ split (default 0.2)")
     p.add_argument("--max-per-class", type=int, help="use at most N training images per class")
     p.add_argument("--on-bad-image", choices=["skip", "error"], help="unreadable images: skip and list them (default) or stop")
+    p.add_argument("--on-duplicate", choices=["drop", "keep", "error"],
+                   help="validation/test images whose content is also in train: drop them from val/test (default), "
+                        "keep them (reported only) or stop; listed in duplicates.json")
+    p.add_argument("--near-duplicates", action="store_true",
+                   help="also report near-duplicates across splits by perceptual hash (needs imagehash)")
     p.add_argument("--patience", type=int, help="early stopping after N epochs without a better validation loss")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -168,6 +180,7 @@ _TRAIN_FLAGS = {
     "image_size": ("data", "image_size"), "crop_pct": ("data", "crop_pct"), "batch_size": ("data", "batch_size"),
     "val_fraction": ("data", "val_fraction"), "max_per_class": ("data", "max_per_class"),
     "on_bad_image": ("data", "on_bad_image"), "num_workers": ("data", "num_workers"),
+    "on_duplicate": ("data", "on_duplicate"),
 }
 
 
@@ -183,6 +196,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     cfg.strategy.train_bn = args.train_bn
     cfg.train.sync_bn = args.sync_bn
     cfg.data.hflip = args.hflip
+    cfg.data.near_duplicates = args.near_duplicates
     cfg.train.channels_last = not args.no_channels_last
     cfg.train.feature_cache = not args.no_cache
     cfg.train.progress = not args.quiet
@@ -217,6 +231,11 @@ def training_summary(clf: Any, out: str | Path | None) -> str:
         lines.append(advice_matrix_text(clf.advice_))
     if clf.bad_images_:
         lines.append(f"skipped    {len(clf.bad_images_)} unreadable image(s), listed in bad_images.json")
+    duplicates = getattr(clf, "duplicates_", None)
+    if duplicates and (duplicates["exact"] or duplicates["near"]):
+        from .data.duplicates import DUPLICATES_NAME, summary_text
+
+        lines.append(f"leakage    {summary_text(duplicates)}; listed in {DUPLICATES_NAME}")
     lines.append(f"val acc    {m['val_accuracy']:.4f}" + (f"   test acc {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))
     lines.append(f"time       {clf.runtime_.get('seconds', 0):.1f} s on {clf.runtime_.get('device', '?')}")
     if out is not None:
@@ -378,4 +397,6 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
                  _evaluate_args, _evaluate),
     "export": ("export a run folder to ONNX or TorchScript, checked against PyTorch", _export_args, _export),
     "demo": ("train on a dataset that ships with a package and compare with a from-pixels baseline", _demo_args, _demo),
+    "cache": ("the frozen strategy's feature cache: info (where, how big, its cap) or clear", cache_args, run_cache),
+    "studio": ("a local web page to build a data set, see the advice, train, evaluate, try and export", _studio_args, _studio),
 }
