@@ -38,7 +38,8 @@ def accuracy_facts(recorded: Any, evaluation: Mapping[str, Any] | None) -> list[
     if val:
         facts.append(("val accuracy (at training)", val, False))
     if evaluated and split != "test":
-        facts.append((f"{split or 'evaluated'} accuracy{suffix}", evaluated, False))
+        label = f"{split} accuracy (evaluated)" if split in ("val", "train") else f"accuracy on {split or 'the'} images"
+        facts.append((label + suffix, evaluated, False))
     balanced = _pct(_get(evaluation, "metrics", "balanced_accuracy"))
     if balanced:
         facts.append(("balanced accuracy", balanced, False))
