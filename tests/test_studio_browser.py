@@ -83,7 +83,8 @@ def studio_url(tmp_path: Path):
     server = subprocess.Popen([sys.executable, "-m", "shoulders", "studio", "--port", str(port), "--backbone", TINY,
                                "--weights", str(weights), "--image-size", "32", "--device", "cpu",
                                "--runs", str(tmp_path / "runs"), "--workspace", str(tmp_path / "ws")],
-                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                              stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})  # see test_studio
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:

@@ -157,11 +157,17 @@ $("advise-form").addEventListener("submit", (e) => { e.preventDefault(); guarded
   "/api/advise", $("advise-status"), renderAdvice)); });
 
 // -- train ---------------------------------------------------------------------------------------------------------
+// the smallest 4 × (1, 2, 2.5 or 5 × 10^k) above the data, so that the grid lines fall on round numbers
+function niceTop(max) {
+  const mag = 10 ** Math.floor(Math.log10(max / 4));
+  return 4 * mag * [1, 2, 2.5, 5, 10].find((m) => 4 * m * mag >= max * 1.02);
+}
+
 function chart(svg, title, series, yMax) {
   const W = 420, H = 230, L = 44, R = 10, T = 22, B = 30;
   const pts = series.flatMap((s) => s.points).filter((p) => isFinite(p[1]));
   const xMax = Math.max(1, ...pts.map((p) => p[0]));
-  const top = yMax ?? Math.max(1e-6, ...pts.map((p) => p[1])) * 1.08;
+  const top = yMax ?? niceTop(Math.max(1e-6, ...pts.map((p) => p[1])));
   const x = (v) => L + (W - L - R) * (xMax === 1 ? 0.5 : (v - 1) / (xMax - 1));
   const y = (v) => T + (H - T - B) * (1 - v / top);
   let out = `<text x="${L}" y="14" class="title">${esc(title)}</text>`;
