@@ -177,5 +177,5 @@ def test_data_advise_train_try_in_chromium(studio_url: str, browser, tmp_path: P
       const data = new DataTransfer();
       data.items.add(new File(["plain text"], "notes.txt", {type: "text/plain"}));
       document.querySelector("#try-drop").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));""")
-    wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "notes.txt is not an image"))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "'notes.txt' is not an image"))
     browser.save_screenshot(str(shots / "5-try-error.png"))
