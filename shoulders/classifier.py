@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from .advisor.plan import Plan, apply_plan, default_plan
 from .config import DEFAULT_BACKBONE, DataConfig, ModelConfig, RunConfig, StrategyConfig, TrainConfig
 from .data import DataSplits, ImageDataset, Samples, collect_paths, create_transforms, load_data, make_loader
+from .config import save_json
 from .data import resolve_data_config, samples_from_arrays
+from .data.duplicates import DUPLICATES_NAME
+from .explain.gradcam import explain_images, resolve_targets
+from .explain.tta import TTADecision, TTAModel, View, merge_views, resolve_views, tta_decision
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
 from .run_folder import MATRIX_NAME, library_versions, load_model_weights, read_run, write_run
 from .strategies import STRATEGIES, create_strategy
 from .train import fit as fit_model
 from .train import barrier, broadcast_object, init_distributed, is_main, predict_logits, resolve_device
-from .train import resolve_precision
+from .train import Precision, resolve_precision
 
 ImagesInput = str | Path | Sequence[str | Path] | np.ndarray | Samples
+TTAArg = bool | str | Sequence[str | View] | None
 
 
 class TransferClassifier:
@@ -76,6 +83,7 @@ class TransferClassifier:
         cfg.model.backbone, cfg.model.weights = resolve_backbone_name(backbone), weights
         # "imagenet": nothing was trained here (not a registered strategy, so inference runs at full precision)
         cfg.strategy.name, cfg.train.device = "imagenet", device or "auto"
+        cfg.data.hflip = True  # ImageNet photos: the weights were trained with flips, so TTA may flip
         model, info = create_backbone(cfg.model.backbone, weights=weights, with_imagenet_head=True)
         model.eval()
         clf = cls(backbone=cfg.model.backbone, strategy="imagenet", weights=weights, config=cfg, device=cfg.train.device)
@@ -112,7 +120,8 @@ class TransferClassifier:
         init_distributed(cfg.train.device)  # under torchrun / accelerate: join the group, pin this process's GPU
         splits = X if isinstance(X, DataSplits) else load_data(
             X, y, val_fraction=cfg.data.val_fraction, seed=cfg.train.seed, on_bad_image=cfg.data.on_bad_image,
-            max_per_class=cfg.data.max_per_class)
+            max_per_class=cfg.data.max_per_class, on_duplicate=cfg.data.on_duplicate,
+            near_duplicates=cfg.data.near_duplicates)
         torch.manual_seed(cfg.train.seed)  # the new head's (and a random backbone's) initialisation
         model, weights = create_transfer_model(cfg.model.backbone, len(splits.classes), weights=cfg.model.weights,
                                                pretrained=cfg.model.pretrained, head_hidden=cfg.model.head_hidden,
@@ -131,6 +140,7 @@ class TransferClassifier:
         self.history_, self.metrics_, self.runtime_ = result.history, result.metrics, result.runtime
         self.split_ = splits.split
         self.bad_images_ = [{"path": b.path, "reason": b.reason} for b in splits.bad_images]
+        self.duplicates_ = splits.duplicates.to_dict() if splits.duplicates is not None else None
         self.feature_cache_ = result.cache
         if out_dir is not None and is_main():  # one process writes the run folder; the others wait for it
             self.save(out_dir)
@@ -150,42 +160,72 @@ class TransferClassifier:
         return broadcast_object((advice.plan, advice.to_dict()))  # every process trains rank 0's plan
 
     # -- prediction -----------------------------------------------------------------------------------------
-    def predict_proba(self, X: ImagesInput) -> np.ndarray:
-        """Class probabilities, shape (N, len(classes_)), in the order of ``X`` (paths sorted for directories)."""
-        self._check_fitted()
+    def predict_proba(self, X: ImagesInput, tta: TTAArg = None) -> np.ndarray:
+        """Class probabilities, shape (N, len(classes_)), in the order of ``X`` (paths sorted for directories).
+
+        ``tta``: ``None`` follows the run's rule (:meth:`tta_decision`), ``True`` averages the views that suit
+        this run (flips only where it trained with flips), ``False`` is plain; or view names (``list_views()``).
+        """
+        inference = self.inference()
+        views = resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
         samples = as_samples(X)
+        # the weights in the layout the input arrives in (a loaded run folder's are NCHW): no reorder per batch
+        self.model_.to(inference.device, memory_format=inference.memory_format)
+        loader = make_loader(ImageDataset(samples, inference.transform), self.config_.data.batch_size, shuffle=False,
+                             device=inference.device, num_workers=self.config_.data.num_workers)
+        return inference.probabilities(self.model_, loader, views=views)
+
+    def inference(self) -> "Inference":
+        """How this classifier predicts: its eval transform, device, precision and memory layout."""
+        self._check_fitted()
         _, eval_tf = create_transforms(self.data_config_)
         device = resolve_device(self.config_.train.device)
         fixed = self.config_.strategy.name in STRATEGIES and STRATEGIES.get(self.config_.strategy.name).uses_feature_cache
         precision = resolve_precision(self.config_.train.precision, device, fixed_features=fixed)
-        channels_last = self.config_.train.channels_last
-        # the weights in the layout the input arrives in (a loaded run folder's are NCHW): no reorder per batch
-        self.model_.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        loader = make_loader(ImageDataset(samples, eval_tf), self.config_.data.batch_size, shuffle=False,
-                             device=device, num_workers=self.config_.data.num_workers)
-        logits, _ = predict_logits(self.model_, loader, device, precision=precision, channels_last=channels_last)
-        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        return Inference(eval_tf, device, precision, self.config_.train.channels_last)
 
-    def predict(self, X: ImagesInput) -> np.ndarray:
+    def predict(self, X: ImagesInput, tta: TTAArg = None) -> np.ndarray:
         """Predicted class names."""
-        proba = self.predict_proba(X)
+        proba = self.predict_proba(X, tta=tta)
         return np.asarray(self.classes_, dtype=object)[proba.argmax(1)]
 
-    def predict_top_k(self, X: ImagesInput, k: int = 3) -> list[dict[str, Any]]:
+    def predict_top_k(self, X: ImagesInput, k: int = 3, tta: TTAArg = None) -> list[dict[str, Any]]:
         """Per image: ``path``, the top ``label`` and ``top_k`` as ``[{"label", "probability"}]``."""
         samples = as_samples(X)
-        proba = self.predict_proba(samples)
-        k = min(k, proba.shape[1])
-        order = np.argsort(-proba, axis=1)[:, :k]
-        rows = []
-        for i, top in enumerate(order):
-            tops = [{"label": self.classes_[j], "probability": float(proba[i, j])} for j in top]
-            rows.append({"path": samples.describe(i), "label": tops[0]["label"], "top_k": tops})
-        return rows
+        proba = self.predict_proba(samples, tta=tta)
+        return top_k_rows(proba, self.classes_, [samples.describe(i) for i in range(len(samples))], k)
 
-    def score(self, X: ImagesInput, y: Sequence[Any]) -> float:
+    def score(self, X: ImagesInput, y: Sequence[Any], tta: TTAArg = None) -> float:
         """Accuracy on ``X`` against labels ``y`` (class names)."""
-        return float(np.mean(self.predict(X) == np.asarray(y, dtype=object)))
+        return float(np.mean(self.predict(X, tta=tta) == np.asarray(y, dtype=object)))
+
+    def tta_decision(self) -> TTADecision:
+        """Whether ``tta=None`` predicts with test-time augmentation for this run, with the reason and cost."""
+        self._check_fitted()
+        return tta_decision(self.config_.data.hflip)
+
+    def explain(self, X: ImagesInput, target: int | str | Sequence[int | str] | None = None, *,
+                method: str = "gradcam") -> np.ndarray | list[np.ndarray]:
+        """Class-activation heatmaps (Grad-CAM by default; needs ``pip install "shoulders[explain]"``).
+
+        Args:
+            X: images, as for :meth:`predict`.
+            target: the class to explain (name or index, one for all or one per image); ``None``: each image's
+                top class.
+            method: a name from ``shoulders.explain.CAM_METHODS``.
+
+        Returns:
+            One float32 map per image with the image's own size (height, width), values in [0, 1]: an array
+            (N, H, W) when all images share a size, else a list.
+        """
+        self._check_fitted()
+        samples = as_samples(X)
+        images = [samples.load(i) for i in range(len(samples))]
+        _, eval_tf = create_transforms(self.data_config_)
+        self.model_.to(resolve_device(self.config_.train.device))
+        maps = explain_images(self.model_, images, eval_tf, self.data_config_,
+                              resolve_targets(target, self.classes_, len(images)), method=method)
+        return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -198,6 +238,8 @@ class TransferClassifier:
                   "versions": library_versions()}
         run_dir = write_run(path, model=self.model_, config=config, classes=self.classes_, metrics=self.metrics_,
                             split=self.split_, bad_images=self.bad_images_, advice=self.advice_)
+        if getattr(self, "duplicates_", None) and (self.duplicates_["exact"] or self.duplicates_["near"]):
+            save_json(self.duplicates_, run_dir / DUPLICATES_NAME)
         if self.advice_ is not None:
             from .advisor.matrix import save_advice_matrix  # matplotlib only when there is advice to draw
 
@@ -229,6 +271,41 @@ class TransferClassifier:
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise RuntimeError("this TransferClassifier is not fitted yet: call fit(...) or TransferClassifier.load(run_dir)")
+
+
+@dataclass(frozen=True)
+class Inference:
+    """How a fitted classifier predicts (``TransferClassifier.inference()``): ``predict_proba`` runs through it,
+    and so does ``shoulders serve``, so that a served prediction is the library's prediction."""
+
+    transform: Callable[[Image.Image], torch.Tensor]  # RGB image → normalised tensor (the eval transform)
+    device: torch.device
+    precision: Precision  # its ``inference`` dtype is the one used here (bf16 for frozen features on some CPUs)
+    channels_last: bool
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def probabilities(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]], *,
+                      views: Sequence[View] | None = None) -> np.ndarray:
+        """Softmax of ``model`` over ``(images, targets)`` batches (a DataLoader, or a list of one batch); with
+        ``views``, the average over those test-time views."""
+        logits, _ = predict_logits(model if views is None else TTAModel(model, views), batches, self.device,
+                                   precision=self.precision, channels_last=self.channels_last)
+        if views is not None:
+            return merge_views(logits)
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+
+def top_k_rows(proba: np.ndarray, classes: Sequence[str], names: Sequence[str], k: int) -> list[dict[str, Any]]:
+    """The rows of ``predict --json``: per image its ``path`` (``names[i]``), top ``label`` and ``top_k``."""
+    k = min(k, proba.shape[1])
+    rows = []
+    for i, top in enumerate(np.argsort(-proba, axis=1)[:, :k]):
+        tops = [{"label": classes[j], "probability": float(proba[i, j])} for j in top]
+        rows.append({"path": names[i], "label": tops[0]["label"], "top_k": tops})
+    return rows
 
 
 def as_samples(X: ImagesInput) -> Samples:

@@ -9,7 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from .cache_cli import cache_args, run_cache
 from .config import DEFAULT_BACKBONE
+from .studio.command import add_arguments as _studio_args, run as _studio
+from .serve.command import HELP as SERVE_HELP, serve_args, serve_command
 
 # glibc's default malloc returns large activation buffers to the OS after every step (≈18 M page faults per run);
 # keeping them mapped made training and inference ≈3x faster on this kind of machine (FINDINGS). The setting only
@@ -19,7 +22,7 @@ GLIBC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000
 # fraction of a second, which a second interpreter start would double. Nothing heavy (torch, timm) is imported
 # before this decision: this module imports only the standard library and ``config`` at the top, and each
 # command imports what it needs when it runs.
-NETWORK_COMMANDS = frozenset({"train", "predict", "evaluate", "advise", "demo", "export"})
+NETWORK_COMMANDS = frozenset({"train", "predict", "evaluate", "advise", "demo", "export", "studio", "serve"})
 
 
 def _reexec_with_malloc_tuning(argv: Sequence[str]) -> None:
@@ -149,6 +152,11 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, help="held-out share when DATA has no val/ split (default 0.2)")
     p.add_argument("--max-per-class", type=int, help="use at most N training images per class")
     p.add_argument("--on-bad-image", choices=["skip", "error"], help="unreadable images: skip and list them (default) or stop")
+    p.add_argument("--on-duplicate", choices=["drop", "keep", "error"],
+                   help="validation/test images whose content is also in train: drop them from val/test (default), "
+                        "keep them (reported only) or stop; listed in duplicates.json")
+    p.add_argument("--near-duplicates", action="store_true",
+                   help="also report near-duplicates across splits by perceptual hash (needs imagehash)")
     p.add_argument("--patience", type=int, help="early stopping after N epochs without a better validation loss")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--seed", type=int, help="random seed (default 0)")
@@ -173,6 +181,7 @@ _TRAIN_FLAGS = {
     "image_size": ("data", "image_size"), "crop_pct": ("data", "crop_pct"), "batch_size": ("data", "batch_size"),
     "val_fraction": ("data", "val_fraction"), "max_per_class": ("data", "max_per_class"),
     "on_bad_image": ("data", "on_bad_image"), "num_workers": ("data", "num_workers"),
+    "on_duplicate": ("data", "on_duplicate"),
 }
 
 
@@ -188,6 +197,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
     cfg.strategy.train_bn = args.train_bn
     cfg.train.sync_bn = args.sync_bn
     cfg.data.hflip = args.hflip
+    cfg.data.near_duplicates = args.near_duplicates
     cfg.train.channels_last = not args.no_channels_last
     cfg.train.feature_cache = not args.no_cache
     cfg.train.progress = not args.quiet
@@ -222,6 +232,11 @@ def training_summary(clf: Any, out: str | Path | None) -> str:
         lines.append(advice_matrix_text(clf.advice_))
     if clf.bad_images_:
         lines.append(f"skipped    {len(clf.bad_images_)} unreadable image(s), listed in bad_images.json")
+    duplicates = getattr(clf, "duplicates_", None)
+    if duplicates and (duplicates["exact"] or duplicates["near"]):
+        from .data.duplicates import DUPLICATES_NAME, summary_text
+
+        lines.append(f"leakage    {summary_text(duplicates)}; listed in {DUPLICATES_NAME}")
     lines.append(f"val acc    {m['val_accuracy']:.4f}" + (f"   test acc {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))
     lines.append(f"time       {clf.runtime_.get('seconds', 0):.1f} s on {clf.runtime_.get('device', '?')}")
     if out is not None:
@@ -240,6 +255,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="without a run folder: whose ImageNet head answers")
     p.add_argument("--weights", help="without a run folder: a weights file for --backbone")
     p.add_argument("--device", default=None)
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average over test-time views (flips only where the run trained with flips); "
+                        "default: the run's rule")
+    p.add_argument("--explain", metavar="DIR", help="write each image with the heatmap of its top class to DIR")
+    p.add_argument("--cam-method", default="gradcam", help="heatmap method for --explain (default %(default)s)")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -253,7 +273,12 @@ def _predict(args: argparse.Namespace) -> int:
         clf, k = TransferClassifier.pretrained(args.backbone, weights=args.weights, device=args.device), args.top_k or 5
     if not inputs:
         raise ValueError("no images given: shoulders predict [RUN_DIR] IMAGE [IMAGE ...]")
-    rows = clf.predict_top_k(inputs, k=k)
+    rows = clf.predict_top_k(inputs, k=k, tta=args.tta)
+    if args.explain:
+        from .pipelines import write_heatmaps
+
+        for row, path in zip(rows, write_heatmaps(clf, inputs, args.explain, method=args.cam_method)):
+            row["heatmap"] = str(path)
     fmt = "json" if args.json else args.format
     if fmt == "json":
         print(json.dumps(rows, indent=2))
@@ -262,7 +287,7 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             tops = "  ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top_k"])
-            print(f"{row['path']}: {tops}")
+            print(f"{row['path']}: {tops}" + (f"  [heatmap {row['heatmap']}]" if "heatmap" in row else ""))
     return 0
 
 
@@ -307,6 +332,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")
     p.add_argument("--device", default=None)
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average over test-time views (flips only where the run trained with flips); "
+                        "default: the run's rule")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
@@ -314,12 +342,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .pipelines import evaluate_run
 
     ev = evaluate_run(args.run_dir, args.data, split=args.split, on_bad_image=args.on_bad_image, device=args.device,
-                      report=not args.no_report)
+                      report=not args.no_report, tta=args.tta)
     if args.json:
         print(json.dumps(ev["metrics"], indent=2))
         return 0
     m = ev["metrics"]
-    print(f"{ev['images']} images ({ev['split']} split of {args.data})")
+    print(f"{ev['images']} images ({ev['split']} split of {args.data})"
+          + (f", test-time views: {', '.join(ev['tta']['views'])}" if ev["tta"]["enabled"] else ""))
     print(f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
           f"log loss {m['log_loss']:.4f}   ECE {m['ece']:.4f}")
     for k, v in m.get("top_k_accuracy", {}).items():
@@ -369,4 +398,7 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
                  _evaluate_args, _evaluate),
     "export": ("export a run folder to ONNX or TorchScript, checked against PyTorch", _export_args, _export),
     "demo": ("train on a dataset that ships with a package and compare with a from-pixels baseline", _demo_args, _demo),
+    "cache": ("the frozen strategy's feature cache: info (where, how big, its cap) or clear", cache_args, run_cache),
+    "studio": ("a local web page to build a data set, see the advice, train, evaluate, try and export", _studio_args, _studio),
+    "serve": (SERVE_HELP, serve_args, serve_command),
 }

@@ -27,6 +27,8 @@ class DataConfig:
     hflip: bool = False  # off by default: flips destroy orientation-bearing data (digits, text)
     on_bad_image: str = "skip"  # skip (report and go on) | error (stop with the path)
     max_per_class: int | None = None  # cap on training images per class, for quick experiments
+    on_duplicate: str = "drop"  # val/test images also in train: drop (so scores are not inflated) | keep | error
+    near_duplicates: bool = False  # also report near-duplicates by perceptual hash (needs imagehash; decodes all)
     batch_size: int = 64
     num_workers: int | None = None  # None = 0 on small CPU machines, more on GPU machines
 

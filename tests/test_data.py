@@ -158,17 +158,17 @@ def test_arrays_shape_errors() -> None:
         load_data(np.zeros((6, 8, 8), np.uint8), y[:4])
     with pytest.raises(ValueError, match="needs labels"):
         load_data(np.zeros((6, 8, 8), np.uint8))
-    single = load_data(np.zeros((6, 8, 8, 1), np.uint8), y)
+    single = load_data(np.zeros((6, 8, 8, 1), np.uint8), y, on_duplicate="keep")  # identical images on purpose
     assert single.train.arrays.ndim == 3
 
 
 def test_max_per_class_caps_train_only() -> None:
     x = np.zeros((60, 4, 4), np.uint8)
     y = np.repeat([0, 1, 2], 20)
-    splits = load_data(x, y, val_fraction=0.25, seed=0, max_per_class=5)
+    splits = load_data(x, y, val_fraction=0.25, seed=0, max_per_class=5, on_duplicate="keep")
     assert splits.train.counts() == {"0": 5, "1": 5, "2": 5}
     assert len(splits.val) == 15 and splits.split["max_per_class"] == 5
-    again = load_data(x, y, val_fraction=0.25, seed=0, max_per_class=5)
+    again = load_data(x, y, val_fraction=0.25, seed=0, max_per_class=5, on_duplicate="keep")
     assert np.array_equal(again.train.labels, splits.train.labels)
 
 
@@ -261,7 +261,7 @@ def test_samples_fingerprint_counts_and_source(tmp_path: Path) -> None:
     arrays = Samples(["a", "b"], [0, 1], arrays=np.zeros((2, 4, 4), np.uint8))
     assert arrays.fingerprint(0) == arrays.fingerprint(1)
     splits = load_data(Samples(["a", "b"], [0, 0, 1, 1], paths=[str(first), str(copy), str(other), str(other)]),
-                       val_fraction=0.5)
+                       val_fraction=0.5, on_duplicate="keep")
     assert splits.split["source"] == "samples" and len(splits.split["val_files"]) == 2
 
 

@@ -57,6 +57,8 @@ class Advice:
         sample_size: images in the measured sample.
         image_size: training input size the transferability figures were measured at.
         seconds: wall time of the whole advice.
+        duplicates: counts of duplicate content across and within the splits (``DuplicateReport.counts``) and
+            the one-line summary, when the data was checked.
     """
 
     backbone: str
@@ -73,6 +75,7 @@ class Advice:
     sample_size: int = 0
     image_size: int = 0
     seconds: float = 0.0
+    duplicates: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able; ``quadrant`` and ``similarity`` (NaN → None) at the top level."""
@@ -117,6 +120,8 @@ class Advice:
                   + f", {p.epochs} epochs"
                   + (f" ({p.head_epochs} head-only first)" if p.head_epochs else "")]
         lines += [f"  why: {r}" for r in self.reasons]
+        if self.duplicates and self.duplicates.get("summary"):
+            lines.append(f"leakage      {self.duplicates['summary']}")
         if self.ranking:
             lines.append(f"ranking by {RANKING_SCORE} (higher transfers better):")
             for i, r in enumerate(self.ranking, 1):
@@ -312,6 +317,8 @@ def advise_splits(splits: DataSplits, backbone_model: nn.Module, data_config: di
     advice = _advise_measured(backbone_name, pool, measured, start)
     if not pretrained:
         advice.reasons.append("the backbone is randomly initialised (--no-pretrained): its figures say little")
+    if splits.duplicates is not None:
+        advice.duplicates = {**splits.duplicates.counts, "summary": splits.duplicates.summary()}
     return advice
 
 

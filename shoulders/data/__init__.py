@@ -14,6 +14,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "builtin": ["FASHION_MNIST_CLASSES", "FASHION_MNIST_DIR", "PHOTO_NAMES", "fashion_mnist_available",
                 "load_digits_arrays", "load_fashion_mnist", "load_photos_arrays", "write_image_folder"],
     "_readers": ["samples_from_arrays"],
+    "duplicates": ["ON_DUPLICATE", "DuplicateReport", "find_duplicates"],
     "images": ["IMAGE_EXTENSIONS", "BadImage", "BadImageError", "collect_paths", "open_image"],
     "loader": ["ImageDataset", "make_loader"],
     "samples": ["DataSplits", "Samples"],
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from shoulders.data.builtin import (FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, PHOTO_NAMES,
                                         fashion_mnist_available, load_digits_arrays, load_fashion_mnist,
                                         load_photos_arrays, write_image_folder)
+    from shoulders.data.duplicates import ON_DUPLICATE, DuplicateReport, find_duplicates
     from shoulders.data.images import IMAGE_EXTENSIONS, BadImage, BadImageError, collect_paths, open_image
     from shoulders.data.loader import ImageDataset, make_loader
     from shoulders.data.samples import DataSplits, Samples

@@ -44,6 +44,7 @@ class Samples:
         self.labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         self.paths = None if paths is None else [str(p) for p in paths]
         self.arrays = arrays
+        self._fingerprints: dict[int, str] = {}  # content keys already computed (duplicates check, feature cache)
         if arrays is not None and (arrays.dtype != np.uint8 or arrays.ndim not in (3, 4)):
             raise ValueError(
                 f"Samples arrays must be uint8 (N,H,W) or (N,H,W,C), got {arrays.dtype} {arrays.shape}; "
@@ -66,8 +67,12 @@ class Samples:
         """The images at ``indices`` (in that order), with the same class list."""
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         if self.paths is not None:
-            return Samples(self.classes, self.labels[idx], paths=[self.paths[i] for i in idx])
-        return Samples(self.classes, self.labels[idx], arrays=self.arrays[idx])  # type: ignore[index]
+            part = Samples(self.classes, self.labels[idx], paths=[self.paths[i] for i in idx])
+        else:
+            part = Samples(self.classes, self.labels[idx], arrays=self.arrays[idx])  # type: ignore[index]
+        part._fingerprints = {new: self._fingerprints[int(old)] for new, old in enumerate(idx)
+                              if int(old) in self._fingerprints}
+        return part
 
     def load(self, i: int) -> Image.Image:
         """Image ``i`` as RGB 8-bit with EXIF orientation applied.
@@ -84,7 +89,10 @@ class Samples:
         return self.paths[i] if self.paths is not None else f"array[{i}]"
 
     def fingerprint(self, i: int) -> str:
-        """A content key for caches: sha1 of the file's bytes, or of the array's shape and bytes."""
+        """A content key for caches and the duplicates check: sha1 of the file's bytes, or of the array's shape and
+        bytes (computed once per image and remembered)."""
+        if i in self._fingerprints:
+            return self._fingerprints[i]
         digest = hashlib.sha1()
         if self.paths is not None:
             with open(self.paths[i], "rb") as f:
@@ -94,7 +102,8 @@ class Samples:
             image = np.ascontiguousarray(self.arrays[i])  # type: ignore[index]
             digest.update(repr(image.shape).encode())  # same bytes, different shape → a different image
             digest.update(image.tobytes())
-        return digest.hexdigest()
+        self._fingerprints[i] = digest.hexdigest()
+        return self._fingerprints[i]
 
     def counts(self) -> dict[str, int]:
         """Images per class, in class order (classes without images show 0)."""
@@ -113,6 +122,7 @@ class DataSplits:
         classes: class names shared by all splits; label ``i`` is ``classes[i]``.
         split: JSON-able record of how the split was made, saved with a run so it can be reproduced.
         bad_images: files skipped because they could not be read.
+        duplicates: duplicate content found across and within the splits, and what was dropped.
     """
 
     train: Samples
@@ -121,3 +131,4 @@ class DataSplits:
     classes: list[str]
     split: dict[str, Any] = field(default_factory=dict)
     bad_images: list[BadImage] = field(default_factory=list)
+    duplicates: Any = None  # a shoulders.data.duplicates.DuplicateReport (None for splits made by hand)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from shoulders.data._readers import Listing, list_csv, list_folder, samples_from_arrays
+from shoulders.data.duplicates import ON_DUPLICATE, DuplicateReport, find_duplicates
 from shoulders.data.images import BadImage, BadImageError, scan_images
 from shoulders.data.samples import DataSplits, Samples, sort_class_names
 
@@ -142,13 +143,15 @@ def cap_per_class(labels: np.ndarray, max_per_class: int, seed: int) -> np.ndarr
     return np.sort(np.concatenate(keep))
 
 
-def _check_options(val_fraction: float, on_bad_image: str, max_per_class: int | None) -> None:
+def _check_options(val_fraction: float, on_bad_image: str, max_per_class: int | None, on_duplicate: str) -> None:
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
     if on_bad_image not in ON_BAD_IMAGE:
         raise ValueError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
     if max_per_class is not None and max_per_class < 1:
         raise ValueError(f"max_per_class must be at least 1 (or None for all images), got {max_per_class}")
+    if on_duplicate not in ON_DUPLICATE:
+        raise ValueError(f"on_duplicate must be one of {', '.join(ON_DUPLICATE)}, got {on_duplicate!r}")
 
 
 def _open_source(source: Any, labels: Any, on_bad_image: str
@@ -193,6 +196,8 @@ def load_data(
     seed: int = 0,
     on_bad_image: str = "skip",
     max_per_class: int | None = None,
+    on_duplicate: str = "drop",
+    near_duplicates: bool = False,
 ) -> DataSplits:
     """Loads a labelled image source and splits it into train / validation (/ test).
 
@@ -204,16 +209,19 @@ def load_data(
         seed: seeds the validation split and the ``max_per_class`` subset.
         on_bad_image: "skip" leaves unreadable files out (listed in ``bad_images``); "error" raises.
         max_per_class: keep at most this many training images per class (validation is not capped).
+        on_duplicate: validation / test images whose content is also in train (or test images also in
+            validation): "drop" them from validation / test, "keep" them (reported only), or "error".
+        near_duplicates: also report near-duplicates across splits by perceptual hash (needs ``imagehash``).
 
     Returns:
-        The splits, the class names, a JSON-able record of the split and the skipped files.
+        The splits, the class names, a JSON-able record of the split, the skipped files and the duplicates found.
 
     Raises:
         ValueError: no images, an empty class folder, a single class, a class too small to split, a CSV without
-            the needed columns, or missing CSV files in "error" mode.
+            the needed columns, missing CSV files in "error" mode, or duplicates across splits in "error" mode.
         BadImageError: an unreadable image in "error" mode.
     """
-    _check_options(val_fraction, on_bad_image, max_per_class)
+    _check_options(val_fraction, on_bad_image, max_per_class, on_duplicate)
     parts, where, method, record, bad = _open_source(source, labels, on_bad_image)
     pool = parts.get("train", parts.get("all"))
     _pool_checks(pool, where)  # type: ignore[arg-type]
@@ -231,7 +239,23 @@ def load_data(
         split["max_per_class"] = max_per_class
     test = parts.get("test")
     split["has_test"] = test is not None
-    return DataSplits(train=train, val=val, test=test, classes=list(pool.classes), split=split, bad_images=bad)
+    val, test, duplicates = _deduplicate(train, val, test, on_duplicate, near_duplicates, where)
+    return DataSplits(train=train, val=val, test=test, classes=list(pool.classes), split=split, bad_images=bad,
+                      duplicates=duplicates)
+
+
+def _deduplicate(train: Samples, val: Samples, test: Samples | None, on_duplicate: str, near: bool,
+                 where: str) -> tuple[Samples, Samples | None, DuplicateReport]:
+    """Applies the duplicates policy; a split left empty by it is an error that says what happened."""
+    parts = {"train": train, "val": val, **({"test": test} if test is not None else {})}
+    report, keep = find_duplicates(parts, policy=on_duplicate, near=near)
+    if on_duplicate != "drop" or not (report.counts["dropped_val"] or report.counts["dropped_test"]):
+        return val, test, report
+    for name, label in (("val", "validation"), ("test", "test")):
+        if name in parts and len(parts[name]) and not len(keep[name]):
+            raise ValueError(f"every {label} image of {where} is also a training image (same content); give "
+                             f"{label} images that are not in train, or keep them with on_duplicate='keep'")
+    return val.subset(keep["val"]), (test.subset(keep["test"]) if test is not None else None), report
 
 
 def load_labelled(
