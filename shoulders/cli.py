@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         if os.environ.get("SHOULDERS_DEBUG"):
             raise
-        print(f"shoulders: error: {e}", file=sys.stderr)
+        print(f"shoulders: error: {flag_message(str(e))}", file=sys.stderr)
         return 1
 
 
@@ -114,28 +115,40 @@ def _advise(args: argparse.Namespace) -> int:
 
 # -- train ---------------------------------------------------------------------------------------------------------
 def _train_args(p: argparse.ArgumentParser) -> None:
+    from .strategies import STRATEGIES, FrozenStrategy
+
+    # Every setting flag defaults to None ("not given"): the --config file's value, else the resolution step's
+    # default. Each flag's dest is the library's parameter name (shoulders.config.PARAMETERS).
+    defaults = ", ".join(f"{n} {c.default_epochs}" for n, c in ((n, STRATEGIES.get(n)) for n in STRATEGIES))
     p.add_argument("data", help="image folder (DATA/<class>/*, optionally with train/ val/ test/) or a CSV path,label")
     p.add_argument("--out", required=True, help="run folder to write (model, config, metrics, history)")
-    p.add_argument("--strategy", default="auto", help="auto (measure and choose) | full | partial | frozen")
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="see `shoulders zoo` (default %(default)s)")
+    p.add_argument("--config", metavar="JSON", help="start from this config: a run folder's config.json repeats "
+                   "that run; flags given here override it")
+    p.add_argument("--strategy", help=f"auto (measure and choose; the default) | {' | '.join(STRATEGIES)}")
+    p.add_argument("--backbone", help=f"see `shoulders zoo` (default {DEFAULT_BACKBONE})")
     p.add_argument("--weights", help="weights file (safetensors or .pth state dict) instead of the bundled/hub ones")
-    p.add_argument("--no-pretrained", action="store_true", help="random initialisation (a from-scratch baseline)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the plan's)")
-    p.add_argument("--lr", type=float, help="learning rate of the new head (default: the plan's, 1e-3)")
+    p.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
+                   help="random initialisation (a from-scratch baseline)")
+    p.add_argument("--epochs", type=int, help=f"training epochs (default: the plan's; the strategies' own: {defaults})")
+    p.add_argument("--lr", type=float, help="learning rate of the new head (default: the plan's, "
+                   f"{STRATEGIES.get('full').default_lr:g})")
     p.add_argument("--backbone-lr-mult", type=float,
-                   help="pretrained layers' rate = lr × this (default: the plan's: 0.1, "
-                        "or 1.0 for data unlike ImageNet)")
+                   help="pretrained layers' rate = lr × this (default: the plan's: "
+                        f"{STRATEGIES.get('full').default_backbone_lr_mult:g}, or 1.0 for data unlike ImageNet)")
     p.add_argument("--layer-decay", type=float, help="extra rate factor per block from the top (e.g. 0.8)")
-    p.add_argument("--trainable-blocks", type=float, help="partial: top N blocks train (or a fraction 0-1)")
+    p.add_argument("--trainable-blocks", type=float, help="partial: top N blocks train (or a fraction 0-1; default "
+                   f"{STRATEGIES.get('partial').default_depth}, or the advisor's measured depth)")
     p.add_argument("--head-epochs", type=int, help="full/partial: head-only epochs before unfreezing")
     p.add_argument("--head-hidden", type=int, help="hidden units of a 2-layer head (default: a linear head)")
     p.add_argument("--head-dropout", type=float, help="dropout in the head")
-    p.add_argument("--head-solver", choices=["lbfgs", "sgd"], help="frozen: how the head is trained")
-    p.add_argument("--train-bn", action="store_true", help="let trainable BatchNorm layers update running statistics")
-    p.add_argument("--sync-bn", action="store_true",
+    p.add_argument("--head-solver", help=f"frozen: how the head is trained ({' | '.join(FrozenStrategy.head_solvers)})")
+    p.add_argument("--train-bn", action="store_const", const=True,
+                   help="let trainable BatchNorm layers update running statistics")
+    p.add_argument("--sync-bn", action="store_const", const=True,
                    help="with --train-bn under torchrun/accelerate on GPUs: batch statistics over all processes")
     p.add_argument("--augment", help="none | light | strong (default: the plan's)")
-    p.add_argument("--hflip", action="store_true", help="add random horizontal flips (not for digits/text)")
+    p.add_argument("--hflip", action="store_const", const=True,
+                   help="add random horizontal flips (not for digits/text)")
     p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's, 224 for lite0)")
     p.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the backbone's, 0.875 for lite0; "
                    "1.0 keeps the whole image)")
@@ -143,57 +156,58 @@ def _train_args(p: argparse.ArgumentParser) -> None:
                    "global batch, split evenly over the processes")
     p.add_argument("--val-fraction", type=float, help="held-out share when DATA has no val/ split (default 0.2)")
     p.add_argument("--max-per-class", type=int, help="use at most N training images per class")
-    p.add_argument("--on-bad-image", choices=["skip", "error"], help="unreadable images: skip and list them (default) or stop")
+    p.add_argument("--on-bad-image", help="unreadable images: skip and list them (default) | error (stop)")
     p.add_argument("--patience", type=int, help="early stopping after N epochs without a better validation loss")
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout")
-    p.add_argument("--no-cache", action="store_true", help="frozen: do not reuse or store cached features")
+    p.add_argument("--precision", help="training autocast: auto | fp32 | bf16 | fp16 (default auto)")
+    p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
+                   help="keep NCHW memory layout")
+    p.add_argument("--no-cache", dest="feature_cache", action="store_const", const=False,
+                   help="frozen: do not reuse or store cached features")
     p.add_argument("--num-workers", type=int, help="data-loader processes (default: 0 on small CPUs)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from --out's checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.add_argument("--quiet", dest="progress", action="store_const", const=False,
+                   help="no progress bars or per-epoch lines")
 
 
-# CLI flag → (config section, field). The CLI only maps flags onto the library's config.
-_TRAIN_FLAGS = {
-    "strategy": ("strategy", "name"), "trainable_blocks": ("strategy", "trainable_blocks"),
-    "head_epochs": ("strategy", "head_epochs"), "head_solver": ("strategy", "head_solver"),
-    "backbone": ("model", "backbone"), "weights": ("model", "weights"), "head_hidden": ("model", "head_hidden"),
-    "head_dropout": ("model", "head_dropout"), "epochs": ("train", "epochs"), "lr": ("train", "lr"),
-    "backbone_lr_mult": ("train", "backbone_lr_mult"), "layer_decay": ("train", "layer_decay"),
-    "patience": ("train", "patience"), "label_smoothing": ("train", "label_smoothing"), "seed": ("train", "seed"),
-    "device": ("train", "device"), "precision": ("train", "precision"), "augment": ("data", "augment"),
-    "image_size": ("data", "image_size"), "crop_pct": ("data", "crop_pct"), "batch_size": ("data", "batch_size"),
-    "val_fraction": ("data", "val_fraction"), "max_per_class": ("data", "max_per_class"),
-    "on_bad_image": ("data", "on_bad_image"), "num_workers": ("data", "num_workers"),
-}
+# Flags whose name is not the parameter's with dashes (a negative switch); the others are --name-with-dashes.
+_NEGATIVE_FLAGS = {"pretrained": "--no-pretrained", "channels_last": "--no-channels-last",
+                   "feature_cache": "--no-cache", "progress": "--quiet"}
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
-    from .config import RunConfig
+    """The flags as a :class:`RunConfig`: ``--config``'s file (or the defaults), each flag given overriding it."""
+    from .config import PARAMETERS, RunConfig
 
-    cfg = RunConfig()
-    for flag, (section, field) in _TRAIN_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            setattr(getattr(cfg, section), field, value)
-    cfg.model.pretrained = not args.no_pretrained
-    cfg.strategy.train_bn = args.train_bn
-    cfg.train.sync_bn = args.sync_bn
-    cfg.data.hflip = args.hflip
-    cfg.train.channels_last = not args.no_channels_last
-    cfg.train.feature_cache = not args.no_cache
-    cfg.train.progress = not args.quiet
-    return cfg
+    base = RunConfig.load(args.config) if getattr(args, "config", None) else RunConfig()
+    return base.override({name: getattr(args, name) for name in PARAMETERS if hasattr(args, name)})
+
+
+def flag_message(message: str) -> str:
+    """A library error in the CLI's words: ``lr=0`` → ``--lr 0``, ``pretrained=False`` → ``--no-pretrained``."""
+    from .config import PARAMETERS
+
+    def flag(match: re.Match[str]) -> str:
+        name, value = match.group(1), match.group(2)
+        if name in _NEGATIVE_FLAGS:
+            return _NEGATIVE_FLAGS[name] if value == "False" else f"(without {_NEGATIVE_FLAGS[name]})"
+        return f"--{name.replace('_', '-')} {value.strip(chr(39))}"
+
+    names = "|".join(sorted(PARAMETERS, key=len, reverse=True))
+    return re.sub(rf"\b({names})=('[^']*'|[^\s,;:)]+)", flag, message)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .resolution import check_names
+
+    config = config_from_args(args)
+    check_names(config)  # a typo fails here, before torch and the data are loaded
     from .classifier import TransferClassifier
     from .train import is_main
 
-    clf = TransferClassifier.from_config(config_from_args(args))
+    clf = TransferClassifier(config=config)
     clf.fit(args.data, out_dir=args.out, resume=args.resume)
     if is_main():  # under torchrun / accelerate every process trains; one reports
         print(training_summary(clf, args.out))

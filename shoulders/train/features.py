@@ -12,12 +12,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..run_folder import atomic_write
 from .device import Precision
 from .loop import predict_logits
 
@@ -60,9 +61,12 @@ class FeatureCache:
 
     def put(self, key: str, features: np.ndarray) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f"{key}.tmp.npz"
-        np.savez(tmp, features=features)
-        tmp.replace(self.directory / f"{key}.npz")
+        atomic_write(self.directory / f"{key}.npz", lambda tmp: _save_npz(tmp, features))
+
+
+def _save_npz(path: Path, features: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path's name
+        np.savez(f, features=features)
 
 
 def extract_features(backbone: nn.Module, loader: Any, device: torch.device, *, precision: Precision,
@@ -70,16 +74,3 @@ def extract_features(backbone: nn.Module, loader: Any, device: torch.device, *, 
     """One forward pass of the frozen ``backbone`` over ``loader``: (features float32 (N, D), labels)."""
     return predict_logits(backbone, loader, device, precision=precision, channels_last=channels_last,
                           progress=progress, desc=desc)
-
-
-def cached_features(cache: FeatureCache | None, identity: dict[str, Any], fingerprints: Callable[[], list[str]],
-                    compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Features from ``cache`` when present, else ``compute()`` them and store them."""
-    if cache is None:
-        return compute()[0]
-    key = cache.key(identity, fingerprints())
-    feats = cache.get(key)
-    if feats is None:
-        feats = compute()[0]
-        cache.put(key, feats)
-    return feats
