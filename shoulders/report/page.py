@@ -15,11 +15,11 @@ from pathlib import Path
 from string import Template
 from typing import Any, Mapping
 
-from shoulders.report.evaluation import EVALUATION_FILE, HISTORY_FILE, TOP_LOSSES_FILE
+from shoulders.run_folder import (ADVICE_NAME, BAD_IMAGES_NAME, CLASSES_NAME, CONFIG_NAME, EVALUATION_NAME,
+                                  HISTORY_NAME, MATRIX_NAME, METRICS_NAME, REPORT_NAME, TOP_LOSSES_NAME)
 from shoulders.report.plots import confusion_figure, figure_png, history_figure
 
-REPORT_FILE = "report.html"
-CONFIG_ORDER = ("backbone", "weights", "strategy", "data_config", "train", "seed", "versions")
+CONFIG_ORDER = ("config", "weights", "strategy", "data_config", "plan", "runtime", "versions")
 BAD_IMAGES_SHOWN = 20
 
 _PAGE = Template("""<!DOCTYPE html>
@@ -124,11 +124,11 @@ def _config_section(run_dir: Path, config: Any, classes: list[str]) -> str:
     ordered = {k: config[k] for k in CONFIG_ORDER if k in config}
     ordered.update({k: v for k, v in config.items() if k not in ordered and k != "classes"})
     parts = [_value_html(ordered), f"<h3>Classes ({len(classes)})</h3><p>{_value_html(classes)}</p>"]
-    bad = run_dir / "bad_images.txt"
-    if bad.is_file():
-        lines = [line for line in bad.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    bad = _read_json(run_dir / BAD_IMAGES_NAME, [])
+    if isinstance(bad, list) and bad:
+        lines = [f"{b.get('path')}: {b.get('reason')}" if isinstance(b, Mapping) else str(b) for b in bad]
         shown = "\n".join(lines[:BAD_IMAGES_SHOWN]) + ("\n…" if len(lines) > BAD_IMAGES_SHOWN else "")
-        parts.append(f"<h3>Skipped images ({len(lines)}, see bad_images.txt)</h3><pre>{_esc(shown)}</pre>")
+        parts.append(f"<h3>Skipped images ({len(lines)}, see {BAD_IMAGES_NAME})</h3><pre>{_esc(shown)}</pre>")
     return "".join(parts)
 
 
@@ -143,14 +143,14 @@ def _advice_section(run_dir: Path, advice: Any) -> str:
     reasons = advice.get("reasons") or []
     if reasons:
         parts.append("<h3>Reasons</h3><ul>" + "".join(f"<li>{_esc(r)}</li>" for r in reasons) + "</ul>")
-    matrix = run_dir / "matrix.png"
+    matrix = run_dir / MATRIX_NAME
     if matrix.is_file():
         parts.append(_img(matrix.read_bytes(), "size-similarity matrix"))
     return "".join(parts)
 
 
 def _curves_section(run_dir: Path) -> str:
-    history = run_dir / HISTORY_FILE
+    history = run_dir / HISTORY_NAME
     if not history.is_file():
         return _note("No history.csv in this run folder, so there are no training curves.")
     try:
@@ -209,7 +209,7 @@ def _top_losses_section(run_dir: Path, evaluation: Mapping[str, Any] | None, cla
     items = evaluation["top_losses"]
     if not items:
         return _note("Every image of the evaluated split was classified correctly.")
-    gallery = run_dir / TOP_LOSSES_FILE
+    gallery = run_dir / TOP_LOSSES_NAME
     parts = [_img(gallery.read_bytes(), "top losses")] if gallery.is_file() else []
     thumbs = [
         f'<figure><img alt="sample {_esc(it["index"])}" src="data:image/png;base64,{_esc(it["image_png_b64"])}">'
@@ -240,7 +240,10 @@ def _name(classes: list[str], index: Any) -> str:
 def _headline(run_dir: Path, config: Any, evaluation: Mapping[str, Any] | None, recorded: Any) -> str:
     bits = []
     if isinstance(config, Mapping):
-        bits += [f"{k}: {config[k]}" for k in ("backbone", "strategy") if isinstance(config.get(k), (str, int, float))]
+        resolved = config.get("config") if isinstance(config.get("config"), Mapping) else {}
+        names = {"backbone": (resolved.get("model") or {}).get("backbone"),
+                 "strategy": (resolved.get("strategy") or {}).get("name")}
+        bits += [f"{k}: {v}" for k, v in names.items() if isinstance(v, str)]
     if evaluation and "accuracy" in (evaluation.get("metrics") or {}):
         bits.append(f"{evaluation.get('split', 'eval')} accuracy {evaluation['metrics']['accuracy']:.2%}")
     elif isinstance(recorded, Mapping) and isinstance(recorded.get("val_accuracy"), (int, float)):
@@ -253,7 +256,7 @@ def render_report(run_dir: str | Path, evaluation: dict[str, Any] | None = None,
 
     Args:
         run_dir: the run folder (config.json, classes.json, history.csv, metrics.json, optional advice.json,
-            matrix.png, bad_images.txt and the files of :func:`shoulders.report.write_evaluation`).
+            matrix.png, bad_images.json and the files of :func:`shoulders.report.write_evaluation`).
         evaluation: the dict returned by ``write_evaluation``; when ``None``, ``evaluation.json`` in the run folder
             is used if present.
         out: where to write the page; defaults to ``run_dir/report.html``.
@@ -265,18 +268,18 @@ def render_report(run_dir: str | Path, evaluation: dict[str, Any] | None = None,
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist; pass the folder that `shoulders train` wrote")
     notes: list[str] = []
-    config = _read_json(run_dir / "config.json", notes)
-    recorded = _read_json(run_dir / "metrics.json", notes)
+    config = _read_json(run_dir / CONFIG_NAME, notes)
+    recorded = _read_json(run_dir / METRICS_NAME, notes)
     if evaluation is None:
-        evaluation = _read_json(run_dir / EVALUATION_FILE, notes)
-    classes = _read_json(run_dir / "classes.json", notes)
+        evaluation = _read_json(run_dir / EVALUATION_NAME, notes)
+    classes = _read_json(run_dir / CLASSES_NAME, notes)
     if not isinstance(classes, list):
         classes = list(config.get("classes") or []) if isinstance(config, Mapping) else []
     classes = [str(c) for c in classes]
     evaluation = evaluation if isinstance(evaluation, Mapping) else None
     bodies = {
         "config": _config_section(run_dir, config, classes),
-        "advice": _advice_section(run_dir, _read_json(run_dir / "advice.json", notes)),
+        "advice": _advice_section(run_dir, _read_json(run_dir / ADVICE_NAME, notes)),
         "curves": _curves_section(run_dir),
         "metrics": _metrics_section(evaluation, recorded),
         "confusion": _confusion_section(evaluation, classes),
@@ -289,7 +292,7 @@ def render_report(run_dir: str | Path, evaluation: dict[str, Any] | None = None,
         nav="".join(f'<a href="#{sid}">{title}</a>' for sid, title in _SECTIONS),
         body="".join(_note(n) for n in notes) + sections,
     )
-    path = Path(out) if out is not None else run_dir / REPORT_FILE
+    path = Path(out) if out is not None else run_dir / REPORT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path
