@@ -99,8 +99,10 @@ def test_summary_counts_sizes_bad_images_and_duplicates(client: TestClient, imag
     assert counts == {"blue": 13, "green": 12, "red": 13}
     assert summary["sizes"]["min"] == [16, 16] and summary["sizes"]["common"] == [{"size": "16×16", "count": 37}]
     assert [Path(b["path"]).name for b in summary["bad_images"]] == ["broken.png"]
-    assert summary["duplicate_groups"] == 1
-    assert sorted(Path(p).name for p in summary["duplicates"][0]) == ["000.png", "copy.png"]
+    duplicates = summary["duplicates"]
+    assert len(duplicates["exact"]) == 1 and duplicates["counts"]["train_within"] == 1
+    assert sorted(Path(m["image"]).name for m in duplicates["exact"][0]) == ["000.png", "copy.png"]
+    assert "1 repeated training image" in duplicates["summary"]
     assert summary["problem"] is None  # bad files are skipped by training, so the set is still trainable
 
 

@@ -79,8 +79,11 @@ function renderSummary(s) {
       ${s.sizes.common.map((c) => `${esc(c.size)} (${c.count})`).join(", ")}</p>` : "";
   const bad = s.bad_images.length ? `<h3>Unreadable images (${s.bad_images.length}) — training skips them</h3><ul class="files">
       ${s.bad_images.slice(0, 20).map((b) => `<li><code>${esc(b.path)}</code>: ${esc(b.reason)}</li>`).join("")}</ul>` : "";
-  const dups = s.duplicate_groups ? `<h3>Identical files (${s.duplicate_groups} group${s.duplicate_groups > 1 ? "s" : ""})</h3><ul class="files">
-      ${s.duplicates.map((g) => `<li>${g.map((p) => `<code>${esc(p)}</code>`).join(" = ")}</li>`).join("")}</ul>` : "";
+  const d = s.duplicates, split = (m) => (s.splits.length > 1 ? `${esc(m.split)}: ` : "");
+  const dups = d && (d.exact.length || d.near.length) ? `<h3>Duplicates</h3><p>${esc(d.summary)}</p><ul class="files">
+      ${d.exact.slice(0, 20).map((g) => `<li>${g.map((m) => `${split(m)}<code>${esc(m.image)}</code>`).join(" = ")}</li>`).join("")}
+      ${d.near.slice(0, 20).map((p) => `<li>${split(p.a)}<code>${esc(p.a.image)}</code> ≈ ${split(p.b)}<code>${esc(p.b.image)}</code> (${p.distance} bits apart)</li>`).join("")}</ul>`
+    : d ? `<p class="muted small">No duplicate images${d.near_checked ? " (exact or near)" : " (exact copies; near copies need <code>pip install \"shoulders[dedup]\"</code>)"}.</p>` : "";
   const ready = s.problem ? `<p class="msg warning">Not ready to train: ${esc(s.problem)}</p>`
       : `<p class="msg ok">Ready: ${s.total} images in ${s.classes.length} classes. Next: <a href="#" data-go="advise">advise</a>.</p>`;
   box.innerHTML = `<h2>${esc(s.source)}</h2><p class="muted">${esc(s.layout)} layout, ${s.total} images,
@@ -331,7 +334,7 @@ async function classify(file) {
     let r;
     try { r = await api(`/api/runs/${encodeURIComponent(name)}/predict`, {body: form}); } catch (e) {
       preview.hidden = true;
-      $("try-result").innerHTML = "";
+      $("try-result").innerHTML = `<p class="muted">No prediction: ${esc(e.message)}</p>`;
       throw e;
     }
     $("try-result").innerHTML = `<h2 class="prediction">${esc(r.label)}</h2><p class="muted">${esc(r.file)} (${r.size.join("×")}) — run ${esc(r.run)}</p>` +
