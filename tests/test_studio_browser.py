@@ -1,5 +1,5 @@
 """The studio in a real browser (Debian's chromium + chromedriver, driven by Selenium): build a data set on the
-page, advise, train, then drop an image on the try tab and see its prediction. Screenshots at 1366×768 go to
+page, advise, train, then drop an image on the try tab and see its prediction; then evaluate and export. Screenshots at 1366×768 go to
 ``$SHOULDERS_SCREENSHOTS`` (or the test's temporary folder)."""
 
 from __future__ import annotations
@@ -179,3 +179,16 @@ def test_data_advise_train_try_in_chromium(studio_url: str, browser, tmp_path: P
       document.querySelector("#try-drop").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));""")
     wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "'notes.txt' is not an image"))
     browser.save_screenshot(str(shots / "5-try-error.png"))
+
+    # evaluate and export the run
+    find(By.CSS_SELECTOR, '#tabs [data-tab="evaluate"]').click()
+    find(By.ID, "eval-start").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "eval-classes"), "first: accuracy"))
+    assert {"blue", "red"} <= set(find(By.CSS_SELECTOR, "#eval-confusion table").text.split())
+    browser.save_screenshot(str(shots / "6-evaluate.png"))
+    find(By.CSS_SELECTOR, '#tabs [data-tab="export"]').click()
+    find(By.CSS_SELECTOR, '#export-format option[value="torchscript"]').click()
+    find(By.ID, "export-start").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "export-result"), "passed"))
+    assert find(By.LINK_TEXT, "Download model.pt").get_attribute("href").endswith("/files/model.pt")
+    browser.save_screenshot(str(shots / "7-export.png"))
