@@ -109,7 +109,8 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1366,768", "--force-device-scale-factor=1"):
+                "--window-size=1366,768", "--force-device-scale-factor=1",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # a test-pattern webcam
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",  # the page itself 1366×768, not the window
@@ -171,6 +172,14 @@ def test_data_advise_train_try_in_chromium(studio_url: str, browser, tmp_path: P
     assert label in COLOURS and [b.text for b in bars][0] == label and len(bars) == 2
     assert "dropped.png" in find(By.ID, "try-result").text
     browser.save_screenshot(str(shots / "4-try.png"))
+
+    # the webcam (Chromium's fake camera): one frame classified the same way
+    find(By.ID, "webcam-start").click()
+    wait.until(EC.visibility_of_element_located((By.ID, "webcam-snap")))
+    wait.until(lambda d: d.execute_script("return document.getElementById('webcam').videoWidth") > 0)
+    find(By.ID, "webcam-snap").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "try-result"), "webcam.png"))
+    assert find(By.CSS_SELECTOR, "#try-result .prediction").text in COLOURS
 
     # a file that is not an image: a message on the page, the server still answers
     browser.execute_script("""
