@@ -1,6 +1,6 @@
 """The studio in a real browser (Debian's chromium + chromedriver, driven by Selenium): build a data set on the
-page, advise, train, then drop an image on the try tab and see its prediction; then evaluate and export. Screenshots at 1366×768 go to
-``$SHOULDERS_SCREENSHOTS`` (or the test's temporary folder)."""
+page, advise, train, then drop an image on the try tab and see its prediction (and a webcam frame); then evaluate
+and export. Screenshots at 1366×768 go to ``$SHOULDERS_SCREENSHOTS`` (or the test's temporary folder)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ g.fillStyle = rgb; g.fillRect(0, 0, 24, 24);
 canvas.toBlob((blob) => {
   const data = new DataTransfer();
   data.items.add(new File([blob], "dropped.png", {type: "image/png"}));
-  document.querySelector(selector).dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+  const drop = new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true});
+  document.querySelector(selector).dispatchEvent(drop);
   done(true);
 }, "image/png");
 """

@@ -9,11 +9,12 @@ const state = {session: null, run: null, runs: [], poll: null};
 
 // -- talking to the server -----------------------------------------------------------------------------------
 async function api(path, options = {}) {
-  const init = {method: options.method || (options.body !== undefined ? "POST" : "GET")};
+  // the header marks requests from this page (the server refuses changes without it)
+  const init = {method: options.method || (options.body !== undefined ? "POST" : "GET"), headers: {"X-Shoulders-Studio": "1"}};
   if (options.body instanceof FormData) init.body = options.body;
   else if (options.body !== undefined) {
     init.body = JSON.stringify(options.body);
-    init.headers = {"Content-Type": "application/json"};
+    init.headers["Content-Type"] = "application/json";
   }
   let response;
   try { response = await fetch(path, init); } catch (e) { throw new Error("the studio server does not answer: is `shoulders studio` still running?"); }
