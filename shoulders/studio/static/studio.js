@@ -172,7 +172,7 @@ function renderAdvice(result) {
       <b>${p.epochs}</b> epochs${p.head_epochs ? ` (${p.head_epochs} head-only first)` : ""} —
       measured on ${a.sample_size} images at ${a.image_size} px in ${fmt(a.seconds, 1)} s.</p>
     <h3>Why</h3><ul>${a.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>
-    <p class="muted small">${esc(a.similarity_method)}</p>`;
+    <p class="muted small">${esc(a.similarity_method)}. Advice for <code>${esc(result.data)}</code>.</p>`;
   $("advise-measurements").innerHTML = "<h3>Every measurement</h3>" + table(["name", "value", "threshold", "meaning"],
     Object.values(a.measurements).map((m) => [m.name, m.value ?? "–", m.threshold ?? "", m.meaning]));
   $("advise-blocks").innerHTML = a.depth_probe.length ? "<h3>Per block (bottom to top)</h3>" + table(["block", "probe accuracy", "similarity"],
