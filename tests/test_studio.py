@@ -109,6 +109,23 @@ def test_summary_counts_sizes_bad_images_and_duplicates(client: TestClient, imag
     assert summary["problem"] is None  # bad files are skipped by training, so the set is still trainable
 
 
+def test_summary_of_a_split_folder_and_a_csv(client: TestClient, tmp_path: Path) -> None:
+    root = tmp_path / "split"
+    for split, n in (("train", 4), ("test", 2)):
+        for name, colour in (("cat", (200, 0, 0)), ("dog", (0, 0, 200))):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                (root / split / name / f"{i}.png").write_bytes(png_bytes((colour[0], i, colour[2])))
+    summary = client.post("/api/data/open", json={"path": str(root)}).json()["summary"]
+    assert summary["layout"] == "folders" and summary["splits"] == ["test", "train"]
+    assert summary["classes"][0] == {"name": "cat", "count": 6, "splits": {"test": 2, "train": 4}, "bad": 0}
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "".join(f"split/train/{c}/{i}.png,{c}\n" for c in ("cat", "dog") for i in range(4)))
+    summary = client.post("/api/data/open", json={"path": str(csv)}).json()["summary"]
+    assert summary["layout"] == "csv" and [c["count"] for c in summary["classes"]] == [4, 4]
+    assert summary["problem"] is None and client.get("/api/session").json()["data"] == str(csv)
+
+
 def test_open_missing_folder_is_a_clear_404(client: TestClient, tmp_path: Path) -> None:
     r = client.post("/api/data/open", json={"path": str(tmp_path / "nowhere")})
     assert r.status_code == 404 and "does not exist" in r.json()["error"]
