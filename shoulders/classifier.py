@@ -11,7 +11,9 @@ from torch import nn
 
 from .advisor.plan import Plan, apply_plan, default_plan
 from .config import DEFAULT_BACKBONE, DataConfig, ModelConfig, RunConfig, StrategyConfig, TrainConfig
-from .data import DataSplits, ImageDataset, Samples, collect_paths, create_transforms, load_data, make_loader
+from .data import BadImage, BadImageError, DataSplits, ImageDataset, Samples, collect_paths, create_transforms
+from .data import load_data, make_loader
+from .data.images import scan_images
 from .config import save_json
 from .data import resolve_data_config, samples_from_arrays
 from .data.duplicates import DUPLICATES_NAME
@@ -174,17 +176,43 @@ class TransferClassifier:
         proba = self.predict_proba(X)
         return np.asarray(self.classes_, dtype=object)[proba.argmax(1)]
 
-    def predict_top_k(self, X: ImagesInput, k: int = 3) -> list[dict[str, Any]]:
-        """Per image: ``path``, the top ``label`` and ``top_k`` as ``[{"label", "probability"}]``."""
+    def predict_proba_readable(self, X: ImagesInput) -> tuple[np.ndarray, np.ndarray, list[BadImage]]:
+        """Probabilities of the images that can be read, going on past those that cannot.
+
+        Returns:
+            (probabilities of the readable images, their indices into ``X``'s samples, the unreadable ones).
+        """
         samples = as_samples(X)
-        proba = self.predict_proba(samples)
-        k = min(k, proba.shape[1])
+        kept = np.arange(len(samples))
+        bad = scan_images(samples.paths) if samples.paths is not None else []  # cheap check of every file first
+        if bad:
+            unreadable = {b.path for b in bad}
+            kept = np.array([i for i in kept if samples.paths[i] not in unreadable], dtype=np.int64)  # type: ignore[index]
+        while len(kept):
+            try:
+                return self.predict_proba(samples.subset(kept)), kept, bad
+            except BadImageError as e:  # passed the check but does not decode (e.g. truncated): leave it out, go on
+                bad.append(BadImage(e.path, e.reason))
+                kept = np.array([i for i in kept if samples.describe(int(i)) != e.path], dtype=np.int64)
+        return np.zeros((0, len(self.classes_)), dtype=np.float32), kept, bad
+
+    def predict_top_k(self, X: ImagesInput, k: int = 3) -> list[dict[str, Any]]:
+        """Per image, in input order: ``path``, the top ``label`` and ``top_k`` as ``[{"label", "probability"}]``;
+        an image that cannot be read gets a row with ``error`` (what failed), ``label`` ``None`` and no ``top_k``."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a whole number of at least 1 (classes per image), got {k!r}")
+        samples = as_samples(X)
+        proba, kept, bad = self.predict_proba_readable(samples)
+        k = min(int(k), len(self.classes_))
         order = np.argsort(-proba, axis=1)[:, :k]
-        rows = []
-        for i, top in enumerate(order):
-            tops = [{"label": self.classes_[j], "probability": float(proba[i, j])} for j in top]
-            rows.append({"path": samples.describe(i), "label": tops[0]["label"], "top_k": tops})
-        return rows
+        rows: dict[str, dict[str, Any]] = {}
+        for position, (i, top) in enumerate(zip(kept, order)):
+            tops = [{"label": self.classes_[j], "probability": float(proba[position, j])} for j in top]
+            rows[samples.describe(int(i))] = {"path": samples.describe(int(i)), "label": tops[0]["label"],
+                                              "top_k": tops}
+        for b in bad:
+            rows[b.path] = {"path": b.path, "label": None, "top_k": [], "error": b.reason}
+        return [rows[samples.describe(i)] for i in range(len(samples))]
 
     def score(self, X: ImagesInput, y: Sequence[Any]) -> float:
         """Accuracy on ``X`` against labels ``y`` (class names)."""

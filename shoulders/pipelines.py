@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from .classifier import TransferClassifier
-from .data import ImageDataset, Samples, create_transforms, load_labelled, make_loader
+from .data import BadImageError, ImageDataset, Samples, create_transforms, load_labelled, make_loader
 from .data.images import safe_dirname
 from .export import ExportResult, export_model
 from .report import render_report, write_evaluation
@@ -36,10 +36,15 @@ def evaluate_run(run_dir: str | Path, data: str | Path, *, split: str = "auto", 
     """
     clf = TransferClassifier.load(run_dir, device=device)
     samples, split_name, bad = load_labelled(data, clf.classes_, split=split, on_bad_image=on_bad_image)
-    proba = clf.predict_proba(samples)
+    proba, kept, undecodable = clf.predict_proba_readable(samples)  # files that pass the scan but do not decode
+    if undecodable and on_bad_image == "error":
+        raise BadImageError(undecodable[0].path, undecodable[0].reason)
+    if not len(kept):
+        raise ValueError(f"none of the {len(samples)} images of {data} could be read; see the messages above")
+    samples = samples.subset(kept)
+    bad_rows = [{"path": b.path, "reason": b.reason} for b in bad + undecodable]
     evaluation = write_evaluation(run_dir, samples.labels, proba, clf.classes_, samples.load, samples.describe,
-                                  split_name)
-    evaluation["bad_images"] = [{"path": b.path, "reason": b.reason} for b in bad]
+                                  split_name, bad_images=bad_rows)
     evaluation["images"] = len(samples)
     if report:
         evaluation["report"] = str(render_report(run_dir, evaluation))

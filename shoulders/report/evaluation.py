@@ -43,6 +43,7 @@ def write_evaluation(
     describe: Callable[[int], str],
     split_name: str,
     top_k_losses: int = 16,
+    bad_images: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Computes the metrics of one split and writes them, with their figures, into the run folder.
 
@@ -58,9 +59,11 @@ def write_evaluation(
         describe: returns a human-readable description of sample ``i`` (typically its file path).
         split_name: which split was evaluated ("val", "test", ...), shown in the report.
         top_k_losses: how many misclassified images to keep in the gallery.
+        bad_images: files that could not be read and were left out (``{"path", "reason"}``), recorded as is.
 
     Returns:
-        ``{"split", "metrics", "top_losses", "files"}``; each top-loss item carries a ``description``.
+        ``{"split", "metrics", "top_losses", "files", "bad_images"}``; each top-loss item carries a
+        ``description``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +80,7 @@ def write_evaluation(
     if (run_dir / HISTORY_FILE).is_file():
         files["curves"] = plot_history(run_dir / HISTORY_FILE, run_dir / CURVES_FILE).name
 
-    evaluation = {"split": split_name, "metrics": metrics, "top_losses": losses, "files": files}
+    evaluation = {"split": split_name, "metrics": metrics, "top_losses": losses, "files": files,
+                  "bad_images": list(bad_images or [])}
     (run_dir / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2), encoding="utf-8")
     return evaluation
