@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from .advisor.plan import Plan, apply_plan, default_plan
@@ -17,14 +19,17 @@ from .data.images import scan_images
 from .config import save_json
 from .data import resolve_data_config, samples_from_arrays
 from .data.duplicates import DUPLICATES_NAME
+from .explain.gradcam import explain_images, resolve_targets
+from .explain.tta import TTADecision, TTAModel, View, merge_views, resolve_views, tta_decision
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
 from .run_folder import MATRIX_NAME, library_versions, load_model_weights, read_run, write_run
 from .strategies import STRATEGIES, create_strategy
 from .train import fit as fit_model
 from .train import barrier, broadcast_object, init_distributed, is_main, predict_logits, resolve_device
-from .train import resolve_precision
+from .train import Precision, resolve_precision
 
 ImagesInput = str | Path | Sequence[str | Path] | np.ndarray | Samples
+TTAArg = bool | str | Sequence[str | View] | None
 
 
 class TransferClassifier:
@@ -80,6 +85,7 @@ class TransferClassifier:
         cfg.model.backbone, cfg.model.weights = resolve_backbone_name(backbone), weights
         # "imagenet": nothing was trained here (not a registered strategy, so inference runs at full precision)
         cfg.strategy.name, cfg.train.device = "imagenet", device or "auto"
+        cfg.data.hflip = True  # ImageNet photos: the weights were trained with flips, so TTA may flip
         model, info = create_backbone(cfg.model.backbone, weights=weights, with_imagenet_head=True)
         model.eval()
         clf = cls(backbone=cfg.model.backbone, strategy="imagenet", weights=weights, config=cfg, device=cfg.train.device)
@@ -156,27 +162,37 @@ class TransferClassifier:
         return broadcast_object((advice.plan, advice.to_dict()))  # every process trains rank 0's plan
 
     # -- prediction -----------------------------------------------------------------------------------------
-    def predict_proba(self, X: ImagesInput) -> np.ndarray:
-        """Class probabilities, shape (N, len(classes_)), in the order of ``X`` (paths sorted for directories)."""
-        self._check_fitted()
+    def predict_proba(self, X: ImagesInput, tta: TTAArg = None) -> np.ndarray:
+        """Class probabilities, shape (N, len(classes_)), in the order of ``X`` (paths sorted for directories).
+
+        ``tta``: ``None`` follows the run's rule (:meth:`tta_decision`), ``True`` averages the views that suit
+        this run (flips only where it trained with flips), ``False`` is plain; or view names (``list_views()``).
+        """
+        inference = self.inference()
+        views = resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
         samples = as_samples(X)
+        # the weights in the layout the input arrives in (a loaded run folder's are NCHW): no reorder per batch
+        self.model_.to(inference.device, memory_format=inference.memory_format)
+        loader = make_loader(ImageDataset(samples, inference.transform), self.config_.data.batch_size, shuffle=False,
+                             device=inference.device, num_workers=self.config_.data.num_workers)
+        return inference.probabilities(self.model_, loader, views=views)
+
+    def inference(self) -> "Inference":
+        """How this classifier predicts: its eval transform, device, precision and memory layout."""
+        self._check_fitted()
         _, eval_tf = create_transforms(self.data_config_)
         device = resolve_device(self.config_.train.device)
         fixed = self.config_.strategy.name in STRATEGIES and STRATEGIES.get(self.config_.strategy.name).uses_feature_cache
         precision = resolve_precision(self.config_.train.precision, device, fixed_features=fixed)
-        self.model_.to(device)
-        loader = make_loader(ImageDataset(samples, eval_tf), self.config_.data.batch_size, shuffle=False,
-                             device=device, num_workers=self.config_.data.num_workers)
-        logits, _ = predict_logits(self.model_, loader, device, precision=precision,
-                                   channels_last=self.config_.train.channels_last)
-        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+        return Inference(eval_tf, device, precision, self.config_.train.channels_last)
 
-    def predict(self, X: ImagesInput) -> np.ndarray:
+    def predict(self, X: ImagesInput, tta: TTAArg = None) -> np.ndarray:
         """Predicted class names."""
-        proba = self.predict_proba(X)
+        proba = self.predict_proba(X, tta=tta)
         return np.asarray(self.classes_, dtype=object)[proba.argmax(1)]
 
-    def predict_proba_readable(self, X: ImagesInput) -> tuple[np.ndarray, np.ndarray, list[BadImage]]:
+    def predict_proba_readable(self, X: ImagesInput, tta: TTAArg = None
+                               ) -> tuple[np.ndarray, np.ndarray, list[BadImage]]:
         """Probabilities of the images that can be read, going on past those that cannot.
 
         Returns:
@@ -190,33 +206,55 @@ class TransferClassifier:
             kept = np.array([i for i in kept if samples.paths[i] not in unreadable], dtype=np.int64)  # type: ignore[index]
         while len(kept):
             try:
-                return self.predict_proba(samples.subset(kept)), kept, bad
+                return self.predict_proba(samples.subset(kept), tta=tta), kept, bad
             except BadImageError as e:  # passed the check but does not decode (e.g. truncated): leave it out, go on
                 bad.append(BadImage(e.path, e.reason))
                 kept = np.array([i for i in kept if samples.describe(int(i)) != e.path], dtype=np.int64)
         return np.zeros((0, len(self.classes_)), dtype=np.float32), kept, bad
 
-    def predict_top_k(self, X: ImagesInput, k: int = 3) -> list[dict[str, Any]]:
+    def predict_top_k(self, X: ImagesInput, k: int = 3, tta: TTAArg = None) -> list[dict[str, Any]]:
         """Per image, in input order: ``path``, the top ``label`` and ``top_k`` as ``[{"label", "probability"}]``;
         an image that cannot be read gets a row with ``error`` (what failed), ``label`` ``None`` and no ``top_k``."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a whole number of at least 1 (classes per image), got {k!r}")
         samples = as_samples(X)
-        proba, kept, bad = self.predict_proba_readable(samples)
-        k = min(int(k), len(self.classes_))
-        order = np.argsort(-proba, axis=1)[:, :k]
-        rows: dict[str, dict[str, Any]] = {}
-        for position, (i, top) in enumerate(zip(kept, order)):
-            tops = [{"label": self.classes_[j], "probability": float(proba[position, j])} for j in top]
-            rows[samples.describe(int(i))] = {"path": samples.describe(int(i)), "label": tops[0]["label"],
-                                              "top_k": tops}
-        for b in bad:
-            rows[b.path] = {"path": b.path, "label": None, "top_k": [], "error": b.reason}
+        proba, kept, bad = self.predict_proba_readable(samples, tta=tta)
+        rows = {r["path"]: r for r in top_k_rows(proba, self.classes_, [samples.describe(int(i)) for i in kept],
+                                                 int(k))}
+        rows.update({b.path: {"path": b.path, "label": None, "top_k": [], "error": b.reason} for b in bad})
         return [rows[samples.describe(i)] for i in range(len(samples))]
 
-    def score(self, X: ImagesInput, y: Sequence[Any]) -> float:
+    def score(self, X: ImagesInput, y: Sequence[Any], tta: TTAArg = None) -> float:
         """Accuracy on ``X`` against labels ``y`` (class names)."""
-        return float(np.mean(self.predict(X) == np.asarray(y, dtype=object)))
+        return float(np.mean(self.predict(X, tta=tta) == np.asarray(y, dtype=object)))
+
+    def tta_decision(self) -> TTADecision:
+        """Whether ``tta=None`` predicts with test-time augmentation for this run, with the reason and cost."""
+        self._check_fitted()
+        return tta_decision(self.config_.data.hflip)
+
+    def explain(self, X: ImagesInput, target: int | str | Sequence[int | str] | None = None, *,
+                method: str = "gradcam") -> np.ndarray | list[np.ndarray]:
+        """Class-activation heatmaps (Grad-CAM by default; needs ``pip install "shoulders[explain]"``).
+
+        Args:
+            X: images, as for :meth:`predict`.
+            target: the class to explain (name or index, one for all or one per image); ``None``: each image's
+                top class.
+            method: a name from ``shoulders.explain.CAM_METHODS``.
+
+        Returns:
+            One float32 map per image with the image's own size (height, width), values in [0, 1]: an array
+            (N, H, W) when all images share a size, else a list.
+        """
+        self._check_fitted()
+        samples = as_samples(X)
+        images = [samples.load(i) for i in range(len(samples))]
+        _, eval_tf = create_transforms(self.data_config_)
+        self.model_.to(resolve_device(self.config_.train.device))
+        maps = explain_images(self.model_, images, eval_tf, self.data_config_,
+                              resolve_targets(target, self.classes_, len(images)), method=method)
+        return np.stack(maps) if len({m.shape for m in maps}) == 1 else maps
 
     # -- persistence ----------------------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
@@ -262,6 +300,41 @@ class TransferClassifier:
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise RuntimeError("this TransferClassifier is not fitted yet: call fit(...) or TransferClassifier.load(run_dir)")
+
+
+@dataclass(frozen=True)
+class Inference:
+    """How a fitted classifier predicts (``TransferClassifier.inference()``): ``predict_proba`` runs through it,
+    and so does ``shoulders serve``, so that a served prediction is the library's prediction."""
+
+    transform: Callable[[Image.Image], torch.Tensor]  # RGB image → normalised tensor (the eval transform)
+    device: torch.device
+    precision: Precision  # its ``inference`` dtype is the one used here (bf16 for frozen features on some CPUs)
+    channels_last: bool
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
+
+    def probabilities(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]], *,
+                      views: Sequence[View] | None = None) -> np.ndarray:
+        """Softmax of ``model`` over ``(images, targets)`` batches (a DataLoader, or a list of one batch); with
+        ``views``, the average over those test-time views."""
+        logits, _ = predict_logits(model if views is None else TTAModel(model, views), batches, self.device,
+                                   precision=self.precision, channels_last=self.channels_last)
+        if views is not None:
+            return merge_views(logits)
+        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
+
+
+def top_k_rows(proba: np.ndarray, classes: Sequence[str], names: Sequence[str], k: int) -> list[dict[str, Any]]:
+    """The rows of ``predict --json``: per image its ``path`` (``names[i]``), top ``label`` and ``top_k``."""
+    k = min(k, proba.shape[1])
+    rows = []
+    for i, top in enumerate(np.argsort(-proba, axis=1)[:, :k]):
+        tops = [{"label": classes[j], "probability": float(proba[i, j])} for j in top]
+        rows.append({"path": names[i], "label": tops[0]["label"], "top_k": tops})
+    return rows
 
 
 def as_samples(X: ImagesInput) -> Samples:

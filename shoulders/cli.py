@@ -12,11 +12,18 @@ from typing import Any, Callable, Sequence
 from . import cli_types as T
 from .cache_cli import cache_args, run_cache
 from .config import DEFAULT_BACKBONE
+from .studio.command import add_arguments as _studio_args, run as _studio
+from .serve.command import HELP as SERVE_HELP, serve_args, serve_command
 
 # glibc's default malloc returns large activation buffers to the OS after every step (≈18 M page faults per run);
 # keeping them mapped made training and inference ≈3x faster on this kind of machine (FINDINGS). The setting only
 # works from process start, so the CLI re-executes itself once with it. SHOULDERS_NO_REEXEC=1 turns this off.
 GLIBC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000"
+# The commands that run a network, hence gain from the tuning; the others (zoo, --help, --version) start in a
+# fraction of a second, which a second interpreter start would double. Nothing heavy (torch, timm) is imported
+# before this decision: this module imports only the standard library and ``config`` at the top, and each
+# command imports what it needs when it runs.
+NETWORK_COMMANDS = frozenset({"train", "predict", "evaluate", "advise", "demo", "export", "studio", "serve"})
 
 
 def _reexec_with_malloc_tuning(argv: Sequence[str]) -> None:
@@ -33,7 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     if argv is None:  # a real command line (not a call from Python): the malloc tuning is worth a re-exec
         argv = sys.argv[1:]
-        if argv and argv[0] in ("train", "predict", "evaluate", "advise", "demo", "export"):
+        if argv and argv[0] in NETWORK_COMMANDS:
             _reexec_with_malloc_tuning(argv)
     argv = list(argv)
     parser = build_parser()
@@ -254,6 +261,11 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-image", choices=["skip", "error"], default="skip",
                    help="unreadable images get a row with their error; error: also exit with status 1")
     p.add_argument("--device", type=T.device, default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average over test-time views (flips only where the run trained with flips); "
+                        "default: the run's rule")
+    p.add_argument("--explain", metavar="DIR", help="write each image with the heatmap of its top class to DIR")
+    p.add_argument("--cam-method", default="gradcam", help="heatmap method for --explain (default %(default)s)")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -267,8 +279,15 @@ def _predict(args: argparse.Namespace) -> int:
         clf, k = TransferClassifier.pretrained(args.backbone, weights=args.weights, device=args.device), args.top_k or 5
     if not inputs:
         raise ValueError("no images given: shoulders predict [RUN_DIR] IMAGE [IMAGE ...]")
-    rows = clf.predict_top_k(inputs, k=k)
+    rows = clf.predict_top_k(inputs, k=k, tta=args.tta)
     k = min(k, len(clf.classes_))
+    if args.explain:
+        from .pipelines import write_heatmaps
+
+        readable = [row for row in rows if "error" not in row]
+        for row, path in zip(readable, write_heatmaps(clf, [r["path"] for r in readable], args.explain,
+                                                      method=args.cam_method)):
+            row["heatmap"] = str(path)
     fmt = "json" if args.json else args.format
     if fmt == "json":
         print(json.dumps(rows, indent=2))
@@ -277,7 +296,10 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             tops = "  ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top_k"])
-            print(f"{row['path']}: {tops}" if "error" not in row else f"{row['path']}: unreadable ({row['error']})")
+            if "error" in row:
+                print(f"{row['path']}: unreadable ({row['error']})")
+            else:
+                print(f"{row['path']}: {tops}" + (f"  [heatmap {row['heatmap']}]" if "heatmap" in row else ""))
     bad = sum("error" in row for row in rows)
     if bad:
         print(f"shoulders: {bad} of {len(rows)} image(s) could not be read; their rows give the error"
@@ -329,6 +351,9 @@ def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")
     p.add_argument("--device", type=T.device, default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
+    p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
+                   help="average over test-time views (flips only where the run trained with flips); "
+                        "default: the run's rule")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
 
 
@@ -336,12 +361,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .pipelines import evaluate_run
 
     ev = evaluate_run(args.run_dir, args.data, split=args.split, on_bad_image=args.on_bad_image, device=args.device,
-                      report=not args.no_report)
+                      report=not args.no_report, tta=args.tta)
     if args.json:
         print(json.dumps({**ev["metrics"], "bad_images": ev["bad_images"]}, indent=2))
         return 0
     m = ev["metrics"]
-    print(f"{ev['images']} images ({ev['split']} split of {args.data})")
+    print(f"{ev['images']} images ({ev['split']} split of {args.data})"
+          + (f", test-time views: {', '.join(ev['tta']['views'])}" if ev["tta"]["enabled"] else ""))
     print(f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}   "
           f"log loss {m['log_loss']:.4f}   ECE {m['ece']:.4f}")
     for k, v in m.get("top_k_accuracy", {}).items():
@@ -394,4 +420,6 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "export": ("export a run folder to ONNX or TorchScript, checked against PyTorch", _export_args, _export),
     "demo": ("train on a dataset that ships with a package and compare with a from-pixels baseline", _demo_args, _demo),
     "cache": ("the frozen strategy's feature cache: info (where, how big, its cap) or clear", cache_args, run_cache),
+    "studio": ("a local web page to build a data set, see the advice, train, evaluate, try and export", _studio_args, _studio),
+    "serve": (SERVE_HELP, serve_args, serve_command),
 }

@@ -265,8 +265,13 @@ def _docstrings(tree: ast.AST) -> set[int]:
     return ids
 
 
+# flags a module names on purpose although no command has them (yet), and why
+NAMED_ON_PURPOSE = {"--budget": "the studio asks train's parser whether it takes --budget, and says when it does not"}
+
+
 def test_every_flag_named_in_the_package_exists() -> None:
     existing = set().union(*(set(p._option_string_actions) for p in _commands().values())) | {"--version"}
+    existing |= set(NAMED_ON_PURPOSE)
     missing = []
     for path in sorted(PACKAGE.rglob("*.py")):
         tree = ast.parse(path.read_text())

@@ -140,10 +140,10 @@ def test_convex_head_equals_a_standardised_logistic_regression() -> None:
     rows = fit_linear_head(head, x[:60], y[:60], x[60:], y[60:], num_classes=3)
     best_c = max(rows, key=lambda r: (r["val_accuracy"], -r["val_loss"]))["C"]
     scaler = StandardScaler().fit(x[:60])
-    ref = LogisticRegression(C=best_c, max_iter=1000).fit(scaler.transform(x[:60]), y[:60])
+    ref = LogisticRegression(C=best_c, tol=1e-10, max_iter=10000).fit(scaler.transform(x[:60]), y[:60])
     with torch.no_grad():
         ours = torch.softmax(head(torch.from_numpy(x)), 1).numpy()
-    np.testing.assert_allclose(ours, ref.predict_proba(scaler.transform(x)), atol=1e-4)
+    np.testing.assert_allclose(ours, ref.predict_proba(scaler.transform(x)), atol=1e-3)  # float32, gradient 1e-5
 
 
 def test_convex_head_binary_and_absent_class() -> None:

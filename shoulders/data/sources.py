@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from sklearn.model_selection import train_test_split
 
 from shoulders.data._readers import Listing, list_csv, list_folder, samples_from_arrays
 from shoulders.data.duplicates import ON_DUPLICATE, DuplicateReport, find_duplicates
@@ -140,6 +139,8 @@ def stratified_split(labels: np.ndarray, classes: list[str], val_fraction: float
             f"{where} has {len(labels)} images in {n_classes} classes: too few to hold out a validation set "
             f"with val_fraction={val_fraction}; add images or give a validation set"
         )
+    from sklearn.model_selection import train_test_split  # scikit-learn only when a split is drawn
+
     train_idx, val_idx = train_test_split(
         np.arange(len(labels)), test_size=n_val, stratify=labels, random_state=seed
     )

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-import timm
-
 from shoulders._registry import Registry
+from shoulders.models._facts import pretrained_location
 
 # The file names timm asks the hub for when a pretrained_cfg has no explicit ``hf_hub_filename``.
 _HUB_FILENAMES = ("model.safetensors", "pytorch_model.bin")
@@ -74,8 +73,7 @@ def bundled_for(name: str) -> BundledWeights | None:
 
 def hub_id(name: str) -> str | None:
     """The Hugging Face repo id timm would download ``name``'s weights from (None if it has none)."""
-    cfg = timm.models.get_pretrained_cfg(name)
-    return cfg.hf_hub_id if cfg is not None else None
+    return pretrained_location(name)[0] or None
 
 
 def cached_hub_file(name: str) -> Path | None:
@@ -83,23 +81,21 @@ def cached_hub_file(name: str) -> Path | None:
 
     Checks the Hugging Face cache for hub-hosted weights, or torch's hub cache for the older URL-only ones.
     """
-    cfg = timm.models.get_pretrained_cfg(name)
-    if cfg is None:
-        return None
-    if cfg.hf_hub_id:
+    hf_hub_id, hf_hub_filename, url = pretrained_location(name)
+    if hf_hub_id:
         from huggingface_hub import try_to_load_from_cache
 
-        repo_id, _, revision = cfg.hf_hub_id.partition("@")
-        filenames = (cfg.hf_hub_filename,) if cfg.hf_hub_filename else _HUB_FILENAMES
+        repo_id, _, revision = hf_hub_id.partition("@")
+        filenames = (hf_hub_filename,) if hf_hub_filename else _HUB_FILENAMES
         for filename in filenames:
             found = try_to_load_from_cache(repo_id, filename, revision=revision or None)
             if isinstance(found, str) and os.path.isfile(found):
                 return Path(found)
         return None
-    if cfg.url:
+    if url:
         import torch.hub
 
-        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(cfg.url).path)
+        path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
         return path if path.is_file() else None
     return None
 
@@ -168,5 +164,5 @@ def offline_status(name: str) -> tuple[bool, str]:
 
 def has_pretrained(name: str) -> bool:
     """Whether timm knows a download location (hub id or URL) for ``name``'s weights."""
-    cfg = timm.models.get_pretrained_cfg(name)
-    return bool(cfg is not None and (cfg.hf_hub_id or cfg.url))
+    hf_hub_id, _, url = pretrained_location(name)
+    return bool(hf_hub_id or url)

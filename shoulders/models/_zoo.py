@@ -6,13 +6,11 @@ order ``shoulders zoo`` shows them in (small and bundled first).
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
-
-import timm
-import torch
+from typing import Any
 
 from shoulders._registry import Registry
+from shoulders.models._facts import is_timm_model, timm_facts
 from shoulders.models._sources import offline_status
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
@@ -61,9 +59,9 @@ def register_backbone(name: str, description: str, aliases: tuple[str, ...] = ()
         ValueError: ``name`` is not a timm model, an alias is itself a timm model name (it would silently pick
             a different network), or a name is already registered.
     """
-    if not timm.is_model(name):
+    if not is_timm_model(name):
         raise ValueError(f"cannot register backbone {name!r}: timm has no such model (see timm.list_models())")
-    shadowing = [a for a in aliases if timm.is_model(a)]
+    shadowing = [a for a in aliases if is_timm_model(a)]
     if shadowing:
         raise ValueError(
             f"alias {shadowing[0]!r} for {name!r} is already a timm model name; aliases must not hide timm models"
@@ -104,6 +102,8 @@ def resolve_backbone_name(name: str) -> str:
     """
     if name in BACKBONES:
         return BACKBONES.canonical(name)
+    import timm  # only for names outside the curated registry
+
     if timm.is_model(name):
         if "." in name and name not in timm.list_pretrained(name):
             arch = name.split(".", 1)[0]
@@ -113,7 +113,7 @@ def resolve_backbone_name(name: str) -> str:
     raise ValueError(BACKBONES.unknown_message(name, tuple(timm.list_models())))
 
 
-def feature_dim(model: torch.nn.Module) -> int:
+def feature_dim(model: Any) -> int:
     """Size of what the model returns once its classifier is removed.
 
     This is timm's ``head_hidden_size`` when set: VGG and MobileNetV3 keep a pre-logits layer (4096 and 1280
@@ -122,29 +122,19 @@ def feature_dim(model: torch.nn.Module) -> int:
     return int(getattr(model, "head_hidden_size", None) or model.num_features)
 
 
-@functools.lru_cache(maxsize=None)
-def _static_info(name: str) -> tuple[int, float, int]:
-    """(input size, params in millions, feature size), from a model built on the meta device: no memory, ~50 ms."""
-    with torch.device("meta"):
-        model = timm.create_model(name, pretrained=False, num_classes=0)
-    size = int(model.pretrained_cfg.get("input_size", (3, 224, 224))[-1])
-    params = sum(p.numel() for p in model.parameters()) / 1e6
-    return size, round(params, 2), feature_dim(model)
-
-
 def backbone_info(name: str) -> BackboneInfo:
     """Describes one backbone, curated or any timm name; the offline status is checked now, not cached."""
     timm_name = resolve_backbone_name(name)
-    size, params, features = _static_info(timm_name)
+    facts = timm_facts(timm_name)
     offline, source = offline_status(timm_name)
     spec = BACKBONES.get(timm_name) if timm_name in BACKBONES else None
     return BackboneInfo(
         name=timm_name,
         aliases=tuple(BACKBONES.aliases_of(timm_name)),
         description=spec.description if spec else "timm model",
-        input_size=size,
-        params_m=params,
-        num_features=features,
+        input_size=facts.input_size,
+        params_m=facts.params_m,
+        num_features=facts.num_features,
         offline=offline,
         weights_source=source,
     )

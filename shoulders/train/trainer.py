@@ -333,8 +333,9 @@ def _fit_head(run: _Run, train: tuple[np.ndarray, np.ndarray],
         rows = fit_linear_head(head, *train, *val, len(run.splits.classes), seed=cfg.seed)
         history = [{"epoch": i + 1, "phase": "head", "lr": math.nan, "train_loss": math.nan,
                     "train_accuracy": r["train_accuracy"], "val_loss": r["val_loss"],
-                    "val_accuracy": r["val_accuracy"], "seconds": 0.0, "C": r["C"]} for i, r in enumerate(rows)]
-        best = max(rows, key=lambda r: (r["val_accuracy"], -r["val_loss"]))
+                    "val_accuracy": r["val_accuracy"], "seconds": r["seconds"], "C": r["C"],
+                    "train_images": r["train_images"]} for i, r in enumerate(rows)]
+        best = next(r for r in rows if r.get("chosen"))  # the exported head's row
         metrics = {"val_accuracy": best["val_accuracy"], "val_loss": best["val_loss"], "val_images": len(val[1]),
                    "head_C": best["C"]}
     elif solver == "sgd":

@@ -1,0 +1,117 @@
+"""Calibrated rules: how the expected error of a recipe moves with strategy, depth, resolution and schedule length.
+
+Each rule is a value with its evidence (a ``benchmarks/`` command and what it measured). The model is
+multiplicative in the *error* (1 − accuracy), which carries across data sets better than points do (a point is
+a lot at 99 %, little at 70 %)::
+
+    error(recipe) = anchor × strategy(quadrant) × depth(k) × resolution(R, native)^… × schedule(steps)
+
+``anchor`` is the frozen features' expected error at 64 px, from the advisor's linear probe on its sample;
+every factor is 1 at the reference recipe (64 px, 10 epochs). Only ratios decide between recipes for one data set;
+the anchor only sets the absolute figure shown next to each plan, which is therefore a rough expectation
+(benchmarks/README.md, "Planner calibration", gives how far off it was on each benchmark set).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+REFERENCE_SIZE = 64
+REFERENCE_EPOCHS = 10
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A calibrated number, what it means, and where it was measured."""
+
+    value: float
+    meaning: str
+    evidence: str
+
+
+# The advisor's 3-fold linear probe on ≤ 300 images underestimates the frozen head fitted on all the data:
+# its error was 1.3× (Fashion-MNIST 100/class), 2.4× (digits), 4× (photos) and 2× (Fashion-MNIST 6000/class)
+# the frozen strategy's test error at 64 px; the geometric mean 2.3× → anchor = probe error × 0.43.
+PROBE_TO_FROZEN = Rule(0.43, "frozen error at 64 px / the advisor's probe error",
+                       "benchmarks/README.md 'Accuracy' (frozen, 3 seeds) vs 'Advisor calibration' (probe)")
+
+# Error of fine-tuning every block (10 epochs, 64 px, light augmentation, the quadrant's backbone rate) relative
+# to the frozen head at 64 px, per quadrant.
+STRATEGY_FACTOR: dict[int, Rule] = {
+    1: Rule(0.55, "full / frozen error, large and different", "accuracy-full.json: Fashion-MNIST 1000/class "
+            "91.1 vs 85.2 (0.60), 6000/class 3 epochs 93.4 vs 87.2 (0.52)"),
+    2: Rule(0.55, "full / frozen error, large and similar", "no offline data: taken from quadrant 1"),
+    3: Rule(0.45, "full / frozen error, small and different", "accuracy-full.json, 3 seeds: Fashion-MNIST "
+            "10/class 0.85, 100/class 0.80, digits 0.03; geometric mean 0.28, weighted towards the two "
+            "Fashion-MNIST sets (digits' 0.2 % error is a ceiling)"),
+    4: Rule(1.0, "full / frozen error, small and similar", "accuracy-full.json, photos: full 99.2 vs frozen 99.4"),
+}
+
+# Error of training the top k blocks relative to all of them, same epochs (64 px, 10 epochs, blocks at 0.1×):
+# Fashion-MNIST 100/class top-1/2/4 1.11 / 1.06 / 1.01; digits 4.7 / 2.1 / 1.27; geometric means 2.3 / 1.5 / 1.13.
+DEPTH_FACTOR: dict[int, Rule] = {
+    1: Rule(2.3, "top-1 / full error", "accuracy-full.json partial top-1 vs full, Fashion-MNIST 100/class, digits"),
+    2: Rule(1.5, "top-2 / full error", "accuracy-full.json partial top-2 vs full, Fashion-MNIST 100/class, digits"),
+    4: Rule(1.13, "top-4 / full error", "accuracy-full.json partial top-4 vs full, Fashion-MNIST 100/class, digits"),
+}
+SIMILAR_DEPTH_FACTOR = Rule(1.0, "top-k / full error on ImageNet-like data",
+                            "accuracy-full.json, photos: every depth within 0.4 points")
+
+# Resolution: error × RESOLUTION_FACTOR per doubling of the input size above 64 px, for the fine-tuned and the
+# frozen network; beyond UPSAMPLE_LIMIT × the native size, upsampling adds no information and the factor is 1.
+RESOLUTION_FACTOR = {
+    "finetune": Rule(0.90, "error ratio per doubling of the input size, fine-tuned", "planner_calibration.json"),
+    "frozen": Rule(0.80, "error ratio per doubling of the input size, frozen features", "planner_calibration.json"),
+}
+UPSAMPLE_LIMIT = Rule(4.0, "input sizes past this multiple of the native size gain nothing more",
+                      "planner_calibration.json")
+
+# Schedule: error(steps) ∝ 1 + (SCHEDULE_HALF / steps) ^ SCHEDULE_POWER (steps of batch 64), normalised to 1 at
+# 10 epochs; the error at half the plateau-distance lies at SCHEDULE_HALF steps.
+SCHEDULE_HALF = Rule(60.0, "optimizer steps where the schedule's excess error equals its plateau error",
+                     "planner_calibration.json")
+SCHEDULE_POWER = Rule(1.0, "how fast the excess error falls with steps", "planner_calibration.json")
+
+# LP-FT (Kumar et al. 2022): the new head starts from the linear probe; error × this where fine-tuning follows.
+PROBE_INIT_FACTOR = Rule(1.0, "error with the head initialised from the linear probe / without",
+                         "not yet measured on these sets: neutral until it is")
+
+
+def schedule_factor(steps: float, reference_steps: float) -> float:
+    """Error at ``steps`` relative to the error at ``reference_steps`` (1 there, < 1 for longer schedules)."""
+    half, power = SCHEDULE_HALF.value, SCHEDULE_POWER.value
+    return (1 + (half / max(steps, 1.0)) ** power) / (1 + (half / max(reference_steps, 1.0)) ** power)
+
+
+def resolution_factor(size: int, native: float, kind: str) -> float:
+    """Error at ``size`` relative to 64 px: × the kind's factor per doubling, up to UPSAMPLE_LIMIT × native."""
+    useful = min(size, max(REFERENCE_SIZE, UPSAMPLE_LIMIT.value * native))
+    return RESOLUTION_FACTOR[kind].value ** math.log2(useful / REFERENCE_SIZE)
+
+
+def expected_error(*, anchor_error: float, quadrant: int, strategy: str, depth: int | None, size: int,
+                   native: float, steps: float, reference_steps: float, probe_init: bool) -> float:
+    """The model's expected test error of one recipe (see the module docstring)."""
+    if strategy == "frozen":
+        return anchor_error * resolution_factor(size, native, "frozen")
+    error = anchor_error * STRATEGY_FACTOR[quadrant].value * resolution_factor(size, native, "finetune")
+    if strategy == "partial" and depth is not None:
+        error *= depth_factor(depth, similar=quadrant in (2, 4))
+    error *= schedule_factor(steps, reference_steps)
+    return error * (PROBE_INIT_FACTOR.value if probe_init else 1.0)
+
+
+def depth_factor(depth: int, *, similar: bool) -> float:
+    """Error of the top ``depth`` blocks relative to all of them (interpolated in log depth between measured k)."""
+    if similar:
+        return SIMILAR_DEPTH_FACTOR.value
+    known = sorted(DEPTH_FACTOR)
+    if depth in DEPTH_FACTOR:
+        return DEPTH_FACTOR[depth].value
+    if depth > known[-1]:  # between the deepest measured partial depth and full (factor 1 at 7 of 7 blocks)
+        return 1.0 + (DEPTH_FACTOR[known[-1]].value - 1.0) * max(0.0, (7 - depth) / (7 - known[-1]))
+    lo = max(k for k in known if k < depth)
+    hi = min(k for k in known if k > depth)
+    t = (math.log(depth) - math.log(lo)) / (math.log(hi) - math.log(lo))
+    return math.exp((1 - t) * math.log(DEPTH_FACTOR[lo].value) + t * math.log(DEPTH_FACTOR[hi].value))

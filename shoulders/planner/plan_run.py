@@ -1,0 +1,74 @@
+"""The planner's one entry point for a run: the advisor's measurements + this machine's throughput + the budget →
+the recipe (what ``TransferClassifier.fit`` hands to the resolution step)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from ..data import DataSplits
+from . import gains
+from .data_facts import DataFacts, data_facts
+from .probe import measure_throughput
+from .search import CANDIDATE_DEPTHS, Constraints, Recipe, budget_table, plan_recipe, useful_sizes
+from .throughput import Throughput
+
+
+@dataclass
+class PlanInputs:
+    """The run's settings the plan depends on (already resolved by the user or the machine)."""
+
+    backbone: str
+    device: str
+    precision: str
+    channels_last: bool
+    batch_size: int
+    workers: int = 0
+    fixed: Constraints = Constraints()
+
+
+def anchor_error(advice: Any, native: float) -> float:
+    """The frozen head's expected error at 64 px, from the advisor's linear probe at its measuring size."""
+    probe = advice.measurements.get("linear_probe") if hasattr(advice, "measurements") else None
+    value = getattr(probe, "value", None)
+    if value is None or value != value:  # not measured (NaN): a neutral guess, and the reasons say it is one
+        return 0.2
+    error = max(1.0 - float(value), 0.005) * gains.PROBE_TO_FROZEN.value
+    return error / gains.resolution_factor(int(advice.image_size or gains.REFERENCE_SIZE), native, "frozen")
+
+
+def device_label(device: str) -> str:
+    return "this GPU" if device.startswith("cuda") else "this CPU"
+
+
+def measure(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInputs,
+            seed: int = 0) -> tuple[DataFacts, Throughput]:
+    """The data's facts and this machine's throughput at every input size the plan will consider."""
+    facts = data_facts(splits, quadrant=advice.quadrant, similarity=advice.similarity, seed=seed)
+    sizes = [inputs.fixed.image_size] if inputs.fixed.image_size else useful_sizes(facts)[0]
+    depths = [inputs.fixed.depth] if inputs.fixed.depth else list(CANDIDATE_DEPTHS)
+    tp = measure_throughput(model, sizes=sizes, depths=depths, batch_size=inputs.batch_size, device=inputs.device,
+                            precision=inputs.precision, channels_last=inputs.channels_last, backbone=inputs.backbone,
+                            samples=splits.train, augment=advice.plan.augment, workers=inputs.workers)
+    return facts, tp
+
+
+def plan_for_run(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInputs, *, budget: float | None,
+                 spent: float, seed: int = 0) -> tuple[Recipe, DataFacts, Throughput]:
+    """The recipe for this run; ``spent`` (advice so far) and the throughput probe count against ``budget``."""
+    facts, tp = measure(splits, model, advice, inputs, seed)
+    recipe = plan_recipe(facts, tp, budget=budget, anchor_error=anchor_error(advice, facts.native.median),
+                         spent=spent + tp.seconds, batch_size=inputs.batch_size, augment=advice.plan.augment,
+                         device_label=device_label(inputs.device), fixed=inputs.fixed)
+    return recipe, facts, tp
+
+
+def recipes_by_budget(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInputs, *, spent: float,
+                      seed: int = 0) -> list[dict[str, Any]]:
+    """``shoulders advise``'s table: budget → planned recipe → predicted time → expected accuracy."""
+    facts, tp = measure(splits, model, advice, inputs, seed)
+    return budget_table(facts, tp, anchor_error=anchor_error(advice, facts.native.median), spent=spent + tp.seconds,
+                        batch_size=inputs.batch_size, augment=advice.plan.augment,
+                        device_label=device_label(inputs.device))

@@ -1,0 +1,111 @@
+"""Keeping the budget during training: warm-up + cosine over the planned steps, re-laid when the machine is slower.
+
+The plan predicts seconds per step; a loaded machine can be slower. Stopping at the deadline would cut the cosine
+decay short (the last, most useful low-learning-rate steps). Instead, the keeper watches the measured step time
+and, when the remaining steps would end past the deadline, shortens the schedule: from the current learning-rate
+factor, a new cosine decays to zero over the steps that still fit. The run then ends on time *and* with its decay
+complete. :class:`BudgetKeeper` is the ``lr_lambda`` of a ``LambdaLR`` (a callable object, so its state rides in
+the scheduler's ``state_dict`` and a resumed run continues the same schedule) and wraps the training loader so an
+epoch stops at the new last step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any, Callable, Iterable, Iterator
+
+REPLAN_SLACK = 0.03  # re-plan only when the projected end is this much (of the time left) past the deadline
+MIN_MEASURED_STEPS = 3  # steps timed before the first projection (the first steps include kernel selection)
+
+
+class BudgetKeeper:
+    """Learning-rate factor per step and the step at which training ends, re-planned against a deadline.
+
+    Args:
+        total_steps: planned optimizer steps.
+        warmup_steps: linear warm-up steps at the start.
+        deadline: ``clock()`` value by which training (validation included) must end; ``None`` = never re-plan.
+        clock: seconds, monotonic (``time.perf_counter``; tests pass a fake one).
+        steps_per_epoch: steps between validation passes (their cost is counted in the projection).
+    """
+
+    def __init__(self, total_steps: int, warmup_steps: int = 0, *, deadline: float | None = None,
+                 clock: Callable[[], float] = time.perf_counter, steps_per_epoch: int | None = None) -> None:
+        self.planned_steps = max(int(total_steps), 1)
+        self.total_steps = self.planned_steps
+        self.warmup_steps = min(max(int(warmup_steps), 0), self.total_steps - 1)
+        self.deadline = deadline
+        self.clock = clock
+        self.steps_per_epoch = steps_per_epoch or self.total_steps
+        self.done = 0
+        self.replans: list[dict[str, Any]] = []
+        self._start_factor, self._start_step = 1.0, self.warmup_steps  # where the current cosine begins
+        self._step_seconds: list[float] = []
+        self._eval_seconds = 0.0
+        self._last: float | None = None
+
+    # -- the schedule ----------------------------------------------------------------------------------------------
+    def __call__(self, step: int) -> float:
+        """The learning-rate factor at ``step`` (LambdaLR calls this)."""
+        if step < self.warmup_steps and self._start_step == self.warmup_steps:
+            return (step + 1) / (self.warmup_steps + 1)
+        span = max(self.total_steps - self._start_step, 1)
+        t = min(max(step - self._start_step, 0), span)
+        return self._start_factor * 0.5 * (1.0 + math.cos(math.pi * t / span))
+
+    @property
+    def finished(self) -> bool:
+        return self.done >= self.total_steps
+
+    # -- watching the clock ----------------------------------------------------------------------------------------
+    def limit(self, loader: Iterable) -> Iterator:
+        """The loader's batches, stopping at the schedule's last step; each batch's step is timed."""
+        self._last = self.clock()
+        for batch in loader:
+            if self.finished:
+                return
+            yield batch
+            self.step_done()
+
+    def step_done(self) -> None:
+        now = self.clock()
+        if self._last is not None:
+            self._step_seconds.append(now - self._last)
+        self._last = now
+        self.done += 1
+        self._maybe_replan(now)
+
+    def evaluation_done(self, seconds: float) -> None:
+        """A validation pass took ``seconds``: the remaining ones are counted in the projection."""
+        self._eval_seconds = max(self._eval_seconds, seconds)
+        self._last = self.clock()
+
+    def _maybe_replan(self, now: float) -> None:
+        if self.deadline is None or len(self._step_seconds) < MIN_MEASURED_STEPS or self.finished:
+            return
+        recent = sorted(self._step_seconds[-20:])
+        per_step = recent[len(recent) // 2]  # median of the recent steps: robust to one slow batch
+        remaining = self.total_steps - self.done
+        evals = math.ceil(remaining / self.steps_per_epoch)
+        projected = now + remaining * per_step + evals * self._eval_seconds
+        left = self.deadline - now
+        if projected - self.deadline <= REPLAN_SLACK * max(left, 0.0):
+            return
+        fit = int(max(left - evals * self._eval_seconds, 0.0) / per_step)
+        new_total = self.done + max(fit, 1)
+        if new_total >= self.total_steps:
+            return
+        factor = self(self.done)
+        self.replans.append({"at_step": self.done, "planned_steps": self.total_steps, "new_steps": new_total,
+                             "seconds_per_step": round(per_step, 4), "lr_factor": round(factor, 4)})
+        self._start_factor, self._start_step, self.total_steps = factor, self.done, new_total
+
+    # -- checkpoints -----------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if k != "clock"}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        clock = self.clock
+        self.__dict__.update(state)
+        self.clock = clock

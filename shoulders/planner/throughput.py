@@ -1,0 +1,236 @@
+"""How fast this machine runs the real model: a few timed steps per candidate resolution, cached per machine.
+
+The planner predicts a run's duration from images/second measured here, not from a table: a training step of the
+full network and of each partial depth, the frozen strategy's feature extraction, and evaluation, at each
+candidate input size. The figures are cached in the user cache directory, keyed by everything that changes them
+(CPU model and cores or GPU name, torch version, backbone, device, precision, channels_last, batch size), so the
+second plan on a machine costs nothing. :class:`Throughput` is a plain value: tests and callers that know their
+speeds build one directly instead of measuring.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+WARMUP_STEPS = 1  # the first step allocates buffers and picks kernels: not timed
+TIMED_STEPS = 2  # enough on a quiet machine (step-to-step spread ~5 %); the plan adds a margin on top
+CACHE_NAME = "throughput.json"
+
+
+@dataclass
+class Rates:
+    """Images per second at one input size. ``train`` is keyed ``"full"`` or ``"partial-<k>"`` (top k blocks)."""
+
+    size: int
+    train: dict[str, float]
+    features: float  # the frozen strategy's feature extraction (its inference precision)
+    evaluate: float  # validation and test passes of a fine-tuned model
+    warmup_seconds: float = 0.0  # the first step of a new batch shape beyond a timed one (kernel selection)
+
+
+@dataclass
+class Throughput:
+    """Measured (or given) speeds per input size, and where they came from.
+
+    Attributes:
+        rates: per input size.
+        load_seconds: decoding + transforming one image in the loader (added per image when the loader has no
+            worker processes, overlapped otherwise).
+        workers: the loader's worker processes.
+        identity: what the figures are valid for (machine, torch, backbone, device, precision, layout, batch).
+        seconds: what measuring them cost now (0 when they came from the cache).
+        source: ``measured`` | ``cache`` | ``given``.
+    """
+
+    rates: dict[int, Rates]
+    load_seconds: float = 0.0
+    workers: int = 0
+    identity: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    source: str = "given"
+
+    def rates_at(self, size: int) -> tuple[Rates, float]:
+        """The rates at ``size``, or at the nearest measured size scaled by pixel count (and that scale)."""
+        if size in self.rates:
+            return self.rates[size], 1.0
+        if not self.rates:
+            raise ValueError("no throughput measured: give at least one input size")
+        near = min(self.rates, key=lambda s: abs(s - size))
+        return self.rates[near], (near / size) ** 2
+
+    def per_image(self, size: int, task: str) -> float:
+        """Seconds per image for ``task`` (``full``, ``partial-<k>``, ``features`` or ``evaluate``), loading included."""
+        rates, scale = self.rates_at(size)
+        if task == "features":
+            ips = rates.features
+        elif task == "evaluate":
+            ips = rates.evaluate
+        else:
+            ips = rates.train.get(task) or rates.train["full"]
+        model = 1.0 / (ips * scale)
+        return model + self.load_seconds if self.workers == 0 else max(model, self.load_seconds / self.workers)
+
+    def images_per_second(self, size: int, task: str) -> float:
+        return 1.0 / self.per_image(size, task)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "rates": {str(k): asdict(v) for k, v in self.rates.items()}}
+
+
+def machine_identity(device: torch.device) -> dict[str, Any]:
+    """CPU model and cores (or the GPU's name) and torch's version: what makes one machine's figures another's."""
+    if device.type == "cuda":
+        return {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__}
+    cpu = platform.processor()
+    try:
+        cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                    if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__}
+
+
+# -- measuring ----------------------------------------------------------------------------------------------------
+def _timed_train(model: nn.Module, set_trainable: Callable[[nn.Module], None], size: int, batch: int,
+                 device: torch.device, precision: Any, channels_last: bool, classes: int) -> tuple[float, float]:
+    """(Images/s, warm-up extra seconds) of forward + backward + AdamW step with the given parameters trainable."""
+    set_trainable(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=1e-6)
+    x, y = _batch(batch, size, classes, device, channels_last)
+    criterion = nn.CrossEntropyLoss()
+    times = []
+    for _ in range(WARMUP_STEPS + TIMED_STEPS):
+        start = time.perf_counter()
+        with precision.autocast(device):
+            loss = criterion(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return _rate(batch, times)
+
+
+@torch.inference_mode()
+def _timed_inference(module: nn.Module, size: int, batch: int, device: torch.device, autocast: Any,
+                     channels_last: bool) -> tuple[float, float]:
+    module.eval()
+    x, _ = _batch(batch, size, 1, device, channels_last)
+    times = []
+    for _ in range(WARMUP_STEPS + TIMED_STEPS):
+        start = time.perf_counter()
+        with autocast():
+            module(x)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return _rate(batch, times)
+
+
+def _rate(batch: int, times: list[float]) -> tuple[float, float]:
+    """(images/s over the timed steps, extra seconds of the warm-up steps beyond a timed one)."""
+    timed = times[WARMUP_STEPS:]
+    step = sum(timed) / len(timed)
+    return batch / step, max(0.0, sum(times[:WARMUP_STEPS]) - WARMUP_STEPS * step)
+
+
+def _batch(batch: int, size: int, classes: int, device: torch.device,
+           channels_last: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, 3, size, size, generator=generator).to(device)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.randint(0, classes, (batch,), generator=generator).to(device)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def measure_rates(model: nn.Module, size: int, *, depths: Sequence[int], batch: int, device: torch.device,
+                  train_precision: Any, feature_precision: Any, channels_last: bool,
+                  trainable: Callable[[nn.Module, int | None], None]) -> Rates:
+    """Times the real model (a copy: the caller's weights never change) at ``size``.
+
+    Args:
+        model: the ``TransferModel`` (``.backbone`` and ``.head``).
+        depths: partial depths to time (top k blocks); full is always timed.
+        trainable: ``trainable(model, k)`` sets ``requires_grad`` and BatchNorm modes for the top ``k`` blocks
+            (``None`` = the full network), as the strategy will during training.
+    """
+    probe = copy.deepcopy(model).to(device)
+    if channels_last:
+        probe.to(memory_format=torch.channels_last)
+    classes = int(getattr(probe.head, "out_features", 2) or 2)
+    full, warmup = _timed_train(probe, lambda m: trainable(m, None), size, batch, device, train_precision,
+                                channels_last, classes)
+    train = {"full": full}
+    for k in depths:
+        train[f"partial-{k}"], _ = _timed_train(probe, lambda m, k=k: trainable(m, k), size, batch, device,
+                                                train_precision, channels_last, classes)
+    features, _ = _timed_inference(probe.backbone, size, batch, device,
+                                   lambda: feature_precision.autocast(device, inference=True), channels_last)
+    evaluate, _ = _timed_inference(probe, size, batch, device,
+                                   lambda: train_precision.autocast(device, inference=True), channels_last)
+    return Rates(size, {k: round(v, 2) for k, v in train.items()}, round(features, 2), round(evaluate, 2),
+                 round(warmup, 3))
+
+
+# -- the cache ----------------------------------------------------------------------------------------------------
+class ThroughputCache:
+    """One JSON file of :class:`Rates`, keyed by identity and input size."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.path = Path(directory) / CACHE_NAME
+
+    @staticmethod
+    def key(identity: dict[str, Any], size: int) -> str:
+        return json.dumps({**identity, "size": size}, sort_keys=True)
+
+    def _read(self) -> dict[str, Any]:
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}  # missing or damaged: measure again (the cache only saves time)
+
+    def get(self, identity: dict[str, Any], size: int, depths: Sequence[int]) -> Rates | None:
+        entry = self._read().get(self.key(identity, size))
+        if not entry or any(f"partial-{k}" not in entry["train"] for k in depths):
+            return None
+        return Rates(**entry)
+
+    def put(self, identity: dict[str, Any], rates: Rates) -> None:
+        data = self._read()
+        data[self.key(identity, rates.size)] = asdict(rates)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(data, indent=1) + "\n")
+        tmp.replace(self.path)
+
+
+def probe_throughput(model: nn.Module, sizes: Sequence[int], *, identity: dict[str, Any], cache: ThroughputCache | None,
+                     measure: Callable[[int], Rates], load_seconds: float = 0.0, workers: int = 0) -> Throughput:
+    """Rates at every size in ``sizes``, from the cache where present, else from ``measure(size)`` (then cached)."""
+    start = time.perf_counter()
+    depths = identity.get("depths", [])
+    rates, measured = {}, False
+    for size in sorted(set(sizes)):
+        found = cache.get(identity, size, depths) if cache else None
+        if found is None:
+            found, measured = measure(size), True
+            if cache:
+                cache.put(identity, found)
+        rates[size] = found
+    seconds = round(time.perf_counter() - start, 2) if measured else 0.0
+    return Throughput(rates, load_seconds, workers, identity, seconds, "measured" if measured else "cache")

@@ -1,0 +1,247 @@
+"""The planner: budgets, the throughput probe and its cache, native sizes, and the recipe search."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from shoulders.data import Samples
+from shoulders.planner import (DataFacts, NativeSize, Rates, Throughput, ThroughputCache, format_duration,
+                               measure_throughput, native_size, parse_budget, plan_recipe, predict)
+from shoulders.planner.search import BUDGET_SHARE, Candidate, budget_table
+from shoulders.planner.throughput import probe_throughput
+
+from conftest import TINY
+
+
+# -- budgets ------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("10m", 600), ("2h", 7200), ("1h30m", 5400),
+                                           ("1.5h", 5400), ("45", 45), (" 2m 30s ", 150), (120, 120), (None, None)])
+def test_parse_budget(text, seconds):
+    assert parse_budget(text) == seconds
+
+
+@pytest.mark.parametrize("bad", ["0", "-5m", "abc", "5x", "m", "1m1m", "", 0, -3, float("nan"), True])
+def test_bad_budgets_name_the_parameter(bad):
+    with pytest.raises(ValueError, match=r"budget=.*(positive duration|not a duration).*'10m'"):
+        parse_budget(bad)
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (45, 250, 600, 3900)] == ["45 s", "4 min 10 s", "10 min", "1 h 05 min"]
+
+
+# -- the recipe search with stubbed throughput -------------------------------------------------------------------
+def _throughput(scale: float = 1.0) -> Throughput:
+    """A CPU-like machine: training throughput falls with the pixel count; partial steps are cheaper."""
+    rates = {}
+    for size in (64, 96, 112, 160, 224):
+        full = scale * 300 * (64 / size) ** 2
+        rates[size] = Rates(size, {"full": full, "partial-2": 1.6 * full, "partial-4": 1.25 * full},
+                            features=scale * 1500 * (64 / size) ** 2, evaluate=scale * 1000 * (64 / size) ** 2)
+    return Throughput(rates, source="given")
+
+
+def _facts(per_class: int = 100, native: float = 28, quadrant: int = 3, test: int = 2000) -> DataFacts:
+    n = per_class * 10
+    return DataFacts(train_images=int(0.8 * n), val_images=int(0.2 * n), test_images=test, classes=10,
+                     per_class=per_class, native=NativeSize(native, native, native, int(native), int(native), n),
+                     quadrant=quadrant)
+
+
+def test_planner_stays_within_budget_and_reports_the_prediction():
+    facts, tp = _facts(), _throughput()
+    for budget in (60, 120, 600):
+        recipe = plan_recipe(facts, tp, budget=budget, anchor_error=0.2, spent=5.0, augment="light")
+        assert recipe.predicted_seconds <= budget * BUDGET_SHARE
+        assert recipe.seconds["advice"] == 5.0  # the advice already spent counts against the budget
+        assert recipe.summary.startswith(f"plan: {recipe.strategy}")
+        assert "img/s" in recipe.summary and format_duration(recipe.predicted_seconds) in recipe.summary
+        again = predict(Candidate(recipe.strategy, recipe.image_size, recipe.epochs, recipe.trainable_blocks,
+                                  recipe.augment, recipe.head_init == "probe"), facts, tp, spent=5.0, batch_size=64)
+        assert sum(again.values()) == pytest.approx(recipe.predicted_seconds, abs=0.1)
+
+
+def test_smaller_budget_picks_a_cheaper_resolution_or_schedule():
+    facts, tp = _facts(), _throughput()
+    big = plan_recipe(facts, tp, budget=1800, anchor_error=0.2)
+    small = plan_recipe(facts, tp, budget=60, anchor_error=0.2)
+    assert small.predicted_seconds < big.predicted_seconds
+    assert small.image_size < big.image_size
+    assert small.expected_accuracy <= big.expected_accuracy
+
+
+def test_slower_machine_gets_a_cheaper_plan_at_the_same_budget():
+    facts = _facts()
+    fast = plan_recipe(facts, _throughput(1.0), budget=120, anchor_error=0.2)
+    slow = plan_recipe(facts, _throughput(0.2), budget=120, anchor_error=0.2)
+    assert (slow.image_size, slow.epochs) < (fast.image_size, fast.epochs) or slow.strategy == "frozen"
+    assert slow.predicted_seconds <= 120 * BUDGET_SHARE
+
+
+def test_no_budget_is_capped_at_the_default_and_a_tiny_budget_says_so():
+    facts, tp = _facts(), _throughput()
+    plateau = plan_recipe(facts, tp, budget=None, anchor_error=0.2)
+    assert plateau.predicted_seconds <= 600 * BUDGET_SHARE and "no budget" in plateau.reasons[0]
+    tiny = plan_recipe(facts, tp, budget=1, anchor_error=0.2)
+    assert "nothing fits" in tiny.reasons[0] and "larger budget" in tiny.reasons[0]
+
+
+def test_resolution_is_capped_by_the_native_size():
+    tp = _throughput(100.0)  # so fast that time is no constraint
+    small = plan_recipe(_facts(native=8), tp, budget=3600, anchor_error=0.2)
+    assert small.image_size <= 64  # 8 px images: nothing past 4 × 8 = 32 px (64 is the smallest candidate)
+    assert any("native size 8 px" in r for r in small.reasons)
+    large = plan_recipe(_facts(native=300), tp, budget=3600, anchor_error=0.2)
+    assert large.image_size == 224
+
+
+def test_plan_reasons_say_whether_partial_beats_full():
+    recipe = plan_recipe(_facts(), _throughput(), budget=300, anchor_error=0.2)
+    assert any(r.startswith("depth: ") for r in recipe.reasons)
+
+
+def test_budget_table_grows_with_the_budget():
+    rows = budget_table(_facts(), _throughput(), anchor_error=0.2, spent=0, batch_size=64, augment="light",
+                        budgets=(60, 600))
+    assert [r["budget"] for r in rows] == ["1 min", "10 min"]
+    assert rows[0]["expected_accuracy"] <= rows[1]["expected_accuracy"]
+
+
+# -- throughput probe and cache -----------------------------------------------------------------------------------
+def test_probe_uses_the_cache_the_second_time(tmp_path: Path):
+    calls = []
+
+    def measure(size: int) -> Rates:
+        calls.append(size)
+        return Rates(size, {"full": 100.0, "partial-2": 150.0}, 500.0, 400.0)
+
+    identity = {"cpu": "x", "backbone": "b", "depths": [2]}
+    cache = ThroughputCache(tmp_path)
+    first = probe_throughput(None, [64, 112], identity=identity, cache=cache, measure=measure)
+    second = probe_throughput(None, [64, 112], identity=identity, cache=cache, measure=measure)
+    assert calls == [64, 112] and first.source == "measured"
+    assert second.source == "cache" and second.seconds == 0.0 and second.rates == first.rates
+    probe_throughput(None, [64], identity={**identity, "batch_size": 32}, cache=cache, measure=measure)
+    assert calls == [64, 112, 64]  # another setting is another entry
+
+
+def test_throughput_interpolates_by_pixels_and_adds_loading():
+    tp = Throughput({64: Rates(64, {"full": 100.0}, 400.0, 200.0)}, load_seconds=0.001)
+    assert tp.per_image(64, "full") == pytest.approx(0.01 + 0.001)
+    assert tp.per_image(128, "full") == pytest.approx(0.04 + 0.001)  # 4x the pixels
+    assert tp.per_image(64, "partial-2") == pytest.approx(0.011)  # unmeasured depth: full's rate
+
+
+def test_measure_throughput_on_a_real_tiny_model(colour_arrays, tmp_path: Path):
+    from shoulders.models import create_transfer_model
+
+    x, y, classes = colour_arrays
+    model, _ = create_transfer_model(TINY, 3, pretrained=False)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    kwargs = dict(sizes=[32], depths=[1], batch_size=4, device="cpu", precision="fp32", channels_last=True,
+                  backbone=TINY, cache_dir=tmp_path)
+    tp = measure_throughput(model, samples=Samples(classes, y, arrays=x), **kwargs)
+    rates = tp.rates[32]
+    assert tp.source == "measured" and rates.train["full"] > 0 and rates.train["partial-1"] > 0
+    assert rates.features > 0 and rates.evaluate > 0 and tp.load_seconds > 0
+    assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())  # the probe ran on a copy
+    assert measure_throughput(model, **kwargs).source == "cache"
+
+
+# -- native sizes -------------------------------------------------------------------------------------------------
+def test_native_size_from_arrays_and_files(tmp_path: Path):
+    arrays = np.zeros((5, 28, 30), dtype=np.uint8)
+    assert native_size(Samples(["a"], np.zeros(5, int), arrays=arrays)).median == 28
+    paths = []
+    for i, (w, h) in enumerate([(40, 60), (100, 80), (300, 200)]):
+        path = tmp_path / f"{i}.png"
+        Image.new("RGB", (w, h)).save(path)
+        paths.append(str(path))
+    size = native_size(Samples(["a"], np.zeros(3, int), paths=paths))
+    assert (size.median, size.min, size.max, size.measured) == (80, 40, 200, 3)
+
+
+# -- keeping the budget while training ----------------------------------------------------------------------------
+class _FakeClock:
+    def __init__(self, step_seconds: float) -> None:
+        self.now, self.step_seconds = 0.0, step_seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+    def tick(self) -> None:
+        self.now += self.step_seconds
+
+
+def _run_keeper(keeper, clock, epochs: int, steps_per_epoch: int, eval_seconds: float = 0.0) -> list[float]:
+    factors = []
+    for _ in range(epochs):
+        for _batch in keeper.limit(range(steps_per_epoch)):
+            factors.append(keeper(keeper.done))  # the factor this step trains at
+            clock.tick()
+        if keeper.finished:
+            break
+        clock.now += eval_seconds
+        keeper.evaluation_done(eval_seconds)
+    return factors
+
+
+def test_keeper_on_time_follows_the_planned_warmup_cosine():
+    from shoulders.planner.schedule import BudgetKeeper
+
+    clock = _FakeClock(0.1)
+    keeper = BudgetKeeper(100, 10, deadline=20.0, clock=clock, steps_per_epoch=10)
+    factors = _run_keeper(keeper, clock, 10, 10)
+    assert len(factors) == 100 and keeper.replans == [] and keeper.finished
+    assert factors[0] == pytest.approx(1 / 11) and max(factors) == pytest.approx(1.0)
+    assert factors[-1] < 0.01  # the decay completed
+
+
+def test_keeper_replans_when_slower_and_still_completes_its_decay():
+    from shoulders.planner.schedule import BudgetKeeper
+
+    clock = _FakeClock(0.2)  # twice as slow as the plan (100 steps × 0.1 s = 10 s)
+    keeper = BudgetKeeper(100, 10, deadline=10.0, clock=clock, steps_per_epoch=10)
+    factors = _run_keeper(keeper, clock, 10, 10, eval_seconds=0.1)
+    assert keeper.replans and keeper.total_steps < 100 and keeper.finished
+    assert clock.now <= 10.0 * 1.1  # ends within the budget + 10 %
+    assert factors[-1] < 0.05 * max(factors)  # ... with the learning rate decayed, not cut off mid-schedule
+    assert all(b <= a + 1e-9 for a, b in zip(factors[10:], factors[11:]))  # no jump back up after re-planning
+
+
+def test_keeper_state_survives_a_checkpoint():
+    from shoulders.planner.schedule import BudgetKeeper
+
+    clock = _FakeClock(0.2)
+    keeper = BudgetKeeper(100, 10, deadline=10.0, clock=clock, steps_per_epoch=10)
+    _run_keeper(keeper, clock, 3, 10)
+    restored = BudgetKeeper(100, 10, deadline=10.0, clock=clock, steps_per_epoch=10)
+    restored.load_state_dict(keeper.state_dict())
+    assert [restored(s) for s in range(100)] == [keeper(s) for s in range(100)]
+    assert restored.total_steps == keeper.total_steps and restored.done == keeper.done
+
+
+# -- LP-FT ----------------------------------------------------------------------------------------------------------
+def test_probe_init_sets_the_head_to_the_linear_probe():
+    import torch
+    from torch import nn
+
+    from shoulders.train.head_solver import fit_linear_head
+    from shoulders.train.probe_init import init_head_from_probe
+
+    rng = np.random.default_rng(0)
+    feats = {"train": rng.normal(size=(60, 8)).astype(np.float32), "val": rng.normal(size=(30, 8)).astype(np.float32)}
+    labels = {"train": np.arange(60) % 3, "val": np.arange(30) % 3}
+    feats["train"][:, 0] += 3 * labels["train"]
+    feats["val"][:, 0] += 3 * labels["val"]
+    head, reference = nn.Linear(8, 3), nn.Linear(8, 3)
+    info = init_head_from_probe(head, lambda split: (feats[split], labels[split]), "train", "val", 3)
+    fit_linear_head(reference, feats["train"], labels["train"], feats["val"], labels["val"], 3)
+    assert torch.equal(head.weight, reference.weight) and torch.equal(head.bias, reference.bias)
+    assert info["head_init"] == "probe" and info["probe_val_accuracy"] > 0.9
+    with pytest.raises(ValueError, match="head_init='probe' needs a linear head"):
+        init_head_from_probe(nn.Sequential(nn.Linear(8, 3)), lambda s: (feats[s], labels[s]), "train", "val", 3)
