@@ -13,7 +13,9 @@ from torch import nn
 
 from .advisor.plan import Plan
 from .config import DEFAULT_BACKBONE, RunConfig
-from .data import DataSplits, ImageDataset, Samples, collect_paths, create_transforms, load_data, make_loader
+from .data import BadImage, BadImageError, DataSplits, ImageDataset, Samples, collect_paths, create_transforms
+from .data import load_data, make_loader
+from .data.images import scan_images
 from .data import resolve_data_config, samples_from_arrays
 from .data.duplicates import DUPLICATES_NAME
 from .explain.gradcam import explain_images, resolve_targets
@@ -183,11 +185,38 @@ class TransferClassifier:
         proba = self.predict_proba(X, tta=tta)
         return np.asarray(self.classes_, dtype=object)[proba.argmax(1)]
 
-    def predict_top_k(self, X: ImagesInput, k: int = 3, tta: TTAArg = None) -> list[dict[str, Any]]:
-        """Per image: ``path``, the top ``label`` and ``top_k`` as ``[{"label", "probability"}]``."""
+    def predict_proba_readable(self, X: ImagesInput, tta: TTAArg = None
+                               ) -> tuple[np.ndarray, np.ndarray, list[BadImage]]:
+        """Probabilities of the images that can be read, going on past those that cannot.
+
+        Returns:
+            (probabilities of the readable images, their indices into ``X``'s samples, the unreadable ones).
+        """
         samples = as_samples(X)
-        proba = self.predict_proba(samples, tta=tta)
-        return top_k_rows(proba, self.classes_, [samples.describe(i) for i in range(len(samples))], k)
+        kept = np.arange(len(samples))
+        bad = scan_images(samples.paths) if samples.paths is not None else []  # cheap check of every file first
+        if bad:
+            unreadable = {b.path for b in bad}
+            kept = np.array([i for i in kept if samples.paths[i] not in unreadable], dtype=np.int64)  # type: ignore[index]
+        while len(kept):
+            try:
+                return self.predict_proba(samples.subset(kept), tta=tta), kept, bad
+            except BadImageError as e:  # passed the check but does not decode (e.g. truncated): leave it out, go on
+                bad.append(BadImage(e.path, e.reason))
+                kept = np.array([i for i in kept if samples.describe(int(i)) != e.path], dtype=np.int64)
+        return np.zeros((0, len(self.classes_)), dtype=np.float32), kept, bad
+
+    def predict_top_k(self, X: ImagesInput, k: int = 3, tta: TTAArg = None) -> list[dict[str, Any]]:
+        """Per image, in input order: ``path``, the top ``label`` and ``top_k`` as ``[{"label", "probability"}]``;
+        an image that cannot be read gets a row with ``error`` (what failed), ``label`` ``None`` and no ``top_k``."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a whole number of at least 1 (classes per image), got {k!r}")
+        samples = as_samples(X)
+        proba, kept, bad = self.predict_proba_readable(samples, tta=tta)
+        rows = {r["path"]: r for r in top_k_rows(proba, self.classes_, [samples.describe(int(i)) for i in kept],
+                                                 int(k))}
+        rows.update({b.path: {"path": b.path, "label": None, "top_k": [], "error": b.reason} for b in bad})
+        return [rows[samples.describe(i)] for i in range(len(samples))]
 
     def score(self, X: ImagesInput, y: Sequence[Any], tta: TTAArg = None) -> float:
         """Accuracy on ``X`` against labels ``y`` (class names)."""

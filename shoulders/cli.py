@@ -5,11 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import cli_types as T
 from .cache_cli import cache_args, run_cache
 from .config import DEFAULT_BACKBONE
 from .train_cli import flag_message, train_args as _train_args, train as _train, training_summary  # noqa: F401
@@ -101,10 +101,10 @@ def _advise_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="the backbone to advise for (default %(default)s)")
     p.add_argument("--backbones", help="comma-separated candidates to rank by LogME; the advice is for the best")
     p.add_argument("--weights", help="weights file for --backbone")
-    p.add_argument("--image-size", type=int, help="training input size in pixels (default: the backbone's)")
-    p.add_argument("--sample-size", type=int, default=300, help="images measured, at most (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="which images are sampled (default 0)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--image-size", type=T.IMAGE_SIZE, help="training input size in pixels (default: the backbone's)")
+    p.add_argument("--sample-size", type=T.int_at_least(10, "images to measure"), default=300, help="images measured, at most (default %(default)s)")
+    p.add_argument("--seed", type=T.NON_NEGATIVE_INT, default=0, help="which images are sampled (default 0)")
+    p.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--matrix", metavar="PNG", help="also write the size-similarity matrix picture here")
     p.add_argument("--json", action="store_true", help="print the advice as JSON")
 
@@ -112,7 +112,10 @@ def _advise_args(p: argparse.ArgumentParser) -> None:
 def _advise(args: argparse.Namespace) -> int:
     from .advisor import advise
 
-    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones else None
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones is not None else None
+    if backbones == []:
+        raise ValueError("--backbones names no backbone; give comma-separated names, e.g. --backbones "
+                         "tf_efficientnet_lite0,resnet50 (see `shoulders zoo`)")
     advice = advise(args.data, backbone=args.backbone, backbones=backbones, weights=args.weights,
                     image_size=args.image_size, sample_size=args.sample_size, seed=args.seed, device=args.device,
                     progress=False)
@@ -127,12 +130,14 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="[RUN_DIR] IMAGE",
                    help="a run folder first (else the backbone's own ImageNet classifier answers), then image files, "
                         "directories or glob patterns")
-    p.add_argument("--top-k", type=int, default=None, help="classes per image (default 5 for ImageNet, 3 otherwise)")
+    p.add_argument("--top-k", type=T.int_at_least(1, "classes per image"), default=None, help="classes per image (default 5 for ImageNet, 3 otherwise)")
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="without a run folder: whose ImageNet head answers")
     p.add_argument("--weights", help="without a run folder: a weights file for --backbone")
-    p.add_argument("--device", default=None)
+    p.add_argument("--on-bad-image", choices=["skip", "error"], default="skip",
+                   help="unreadable images get a row with their error; error: also exit with status 1")
+    p.add_argument("--device", type=T.device, default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average over test-time views (flips only where the run trained with flips); "
                         "default: the run's rule")
@@ -152,10 +157,13 @@ def _predict(args: argparse.Namespace) -> int:
     if not inputs:
         raise ValueError("no images given: shoulders predict [RUN_DIR] IMAGE [IMAGE ...]")
     rows = clf.predict_top_k(inputs, k=k, tta=args.tta)
+    k = min(k, len(clf.classes_))
     if args.explain:
         from .pipelines import write_heatmaps
 
-        for row, path in zip(rows, write_heatmaps(clf, inputs, args.explain, method=args.cam_method)):
+        readable = [row for row in rows if "error" not in row]
+        for row, path in zip(readable, write_heatmaps(clf, [r["path"] for r in readable], args.explain,
+                                                      method=args.cam_method)):
             row["heatmap"] = str(path)
     fmt = "json" if args.json else args.format
     if fmt == "json":
@@ -165,18 +173,27 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             tops = "  ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top_k"])
-            print(f"{row['path']}: {tops}" + (f"  [heatmap {row['heatmap']}]" if "heatmap" in row else ""))
-    return 0
+            if "error" in row:
+                print(f"{row['path']}: unreadable ({row['error']})")
+            else:
+                print(f"{row['path']}: {tops}" + (f"  [heatmap {row['heatmap']}]" if "heatmap" in row else ""))
+    bad = sum("error" in row for row in rows)
+    if bad:
+        print(f"shoulders: {bad} of {len(rows)} image(s) could not be read; their rows give the error"
+              + ("" if args.on_bad_image == "error" else " (--on-bad-image error makes this exit with status 1)"),
+              file=sys.stderr)
+    return 1 if bad and args.on_bad_image == "error" else 0
 
 
 def _print_csv(rows: list[dict[str, Any]], k: int) -> None:
     import csv
 
     writer = csv.writer(sys.stdout)
-    writer.writerow(["path", "label"] + [f"{name}_{i + 1}" for i in range(k) for name in ("label", "probability")])
+    writer.writerow(["path", "label"] + [f"{name}_{i + 1}" for i in range(k) for name in ("label", "probability")]
+                    + ["error"])
     for row in rows:
-        writer.writerow([row["path"], row["label"]]
-                        + [v for t in row["top_k"] for v in (t["label"], f"{t['probability']:.6f}")])
+        tops = [v for t in row["top_k"] for v in (t["label"], f"{t['probability']:.6f}")]
+        writer.writerow([row["path"], row["label"] or ""] + (tops or [""] * (2 * k)) + [row.get("error", "")])
 
 
 # -- demo ----------------------------------------------------------------------------------------------------------
@@ -186,8 +203,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder (default %(default)s)")
     p.add_argument("--data-dir", default=None, help="where the dataset is written as an image folder")
     p.add_argument("--strategy", default="auto")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--image-size", type=T.IMAGE_SIZE, default=64, help="input size in pixels (default 64)")
+    p.add_argument("--epochs", type=T.POSITIVE_INT, default=None, help="default: the plan's")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -206,9 +223,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run folder from `shoulders train`")
     p.add_argument("data", help="labelled images: a class folder, a split folder (its test/ is used) or a CSV")
-    p.add_argument("--split", default="auto", help="auto (test, else val, else all) or train | val | test")
+    p.add_argument("--split", choices=["auto", "train", "val", "test", "all"], default="auto",
+                   help="auto (test, else val, else all) or train | val | test | all (a source without splits)")
     p.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=T.device, default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average over test-time views (flips only where the run trained with flips); "
@@ -222,7 +240,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     ev = evaluate_run(args.run_dir, args.data, split=args.split, on_bad_image=args.on_bad_image, device=args.device,
                       report=not args.no_report, tta=args.tta)
     if args.json:
-        print(json.dumps(ev["metrics"], indent=2))
+        print(json.dumps({**ev["metrics"], "bad_images": ev["bad_images"]}, indent=2))
         return 0
     m = ev["metrics"]
     print(f"{ev['images']} images ({ev['split']} split of {args.data})"
@@ -239,17 +257,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         for pair in m["most_confused"][:5]:
             print(f"  {pair['true']} → {pair['predicted']}: {pair['count']}")
     if ev["bad_images"]:
-        print(f"\nskipped {len(ev['bad_images'])} unreadable image(s)")
+        print(f"\nskipped {len(ev['bad_images'])} unreadable image(s) (listed in evaluation.json):")
+        for b in ev["bad_images"]:
+            print(f"  {b['path']}: {b['reason']}")
     print(f"\nwritten: {', '.join(Path(f).name for f in ev['files'])}" + (f", {ev['report']}" if "report" in ev else ""))
     return 0
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run folder from `shoulders train`")
-    p.add_argument("--format", default="onnx", help="onnx | torchscript (default onnx)")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
     p.add_argument("--out", help="output file (default RUN_DIR/model.onnx or model.pt)")
     p.add_argument("--quantize", action="store_true", help="ONNX: also write a dynamic int8 model and measure it")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max |Δ probability| allowed by the parity check")
+    p.add_argument("--tolerance", type=T.positive_float(), default=1e-4, help="max |Δ probability| allowed by the parity check")
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from . import cli_types as T
 from .config import DEFAULT_BACKBONE
 
 
@@ -32,18 +33,18 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="weights file (safetensors or .pth state dict) instead of the bundled/hub ones")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
                    help="random initialisation (a from-scratch baseline)")
-    p.add_argument("--epochs", type=int, help=f"training epochs (default: the plan's; the strategies' own: {defaults})")
-    p.add_argument("--lr", type=float, help="learning rate of the new head (default: the plan's, "
+    p.add_argument("--epochs", type=T.POSITIVE_INT, help=f"training epochs (default: the plan's; the strategies' own: {defaults})")
+    p.add_argument("--lr", type=T.positive_float(), help="learning rate of the new head (default: the plan's, "
                    f"{STRATEGIES.get('full').default_lr:g})")
-    p.add_argument("--backbone-lr-mult", type=float,
+    p.add_argument("--backbone-lr-mult", type=T.NON_NEGATIVE_FLOAT,
                    help="pretrained layers' rate = lr × this (default: the plan's: "
                         f"{STRATEGIES.get('full').default_backbone_lr_mult:g}, or 1.0 for data unlike ImageNet)")
-    p.add_argument("--layer-decay", type=float, help="extra rate factor per block from the top (e.g. 0.8)")
-    p.add_argument("--trainable-blocks", type=float, help="partial: top N blocks train (or a fraction 0-1; default "
+    p.add_argument("--layer-decay", type=T.UP_TO_ONE, help="extra rate factor per block from the top (e.g. 0.8)")
+    p.add_argument("--trainable-blocks", type=T.trainable_blocks, help="partial: top N blocks train (or a fraction 0-1; default "
                    f"{STRATEGIES.get('partial').default_depth}, or the advisor's measured depth)")
-    p.add_argument("--head-epochs", type=int, help="full/partial: head-only epochs before unfreezing")
-    p.add_argument("--head-hidden", type=int, help="hidden units of a 2-layer head (default: a linear head)")
-    p.add_argument("--head-dropout", type=float, help="dropout in the head")
+    p.add_argument("--head-epochs", type=T.NON_NEGATIVE_INT, help="full/partial: head-only epochs before unfreezing")
+    p.add_argument("--head-hidden", type=T.POSITIVE_INT, help="hidden units of a 2-layer head (default: a linear head)")
+    p.add_argument("--head-dropout", type=T.BELOW_ONE, help="dropout in the head")
     p.add_argument("--head-solver", help=f"frozen: how the head is trained ({' | '.join(FrozenStrategy.head_solvers)})")
     p.add_argument("--train-bn", action="store_const", const=True,
                    help="let trainable BatchNorm layers update running statistics")
@@ -56,29 +57,29 @@ def _data_and_machine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", help="none | light | strong (default: the plan's)")
     p.add_argument("--hflip", action="store_const", const=True,
                    help="add random horizontal flips (not for digits/text)")
-    p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's, 224 for lite0)")
-    p.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the backbone's, 0.875 for lite0; "
+    p.add_argument("--image-size", type=T.IMAGE_SIZE, help="input size in pixels (default: the backbone's, 224 for lite0)")
+    p.add_argument("--crop-pct", type=T.UP_TO_ONE, help="centre-crop fraction (default: the backbone's, 0.875 for lite0; "
                    "1.0 keeps the whole image)")
-    p.add_argument("--batch-size", type=int, help="images per batch (default 64); under torchrun/accelerate the "
+    p.add_argument("--batch-size", type=T.POSITIVE_INT, help="images per batch (default 64); under torchrun/accelerate the "
                    "global batch, split evenly over the processes")
-    p.add_argument("--val-fraction", type=float, help="held-out share when DATA has no val/ split (default 0.2)")
-    p.add_argument("--max-per-class", type=int, help="use at most N training images per class")
+    p.add_argument("--val-fraction", type=T.FRACTION, help="held-out share when DATA has no val/ split (default 0.2)")
+    p.add_argument("--max-per-class", type=T.POSITIVE_INT, help="use at most N training images per class")
     p.add_argument("--on-bad-image", help="unreadable images: skip and list them (default) | error (stop)")
     p.add_argument("--on-duplicate", choices=["drop", "keep", "error"],
                    help="validation/test images whose content is also in train: drop them from val/test (default), "
                         "keep them (reported only) or stop; listed in duplicates.json")
     p.add_argument("--near-duplicates", action="store_const", const=True,
                    help="also report near-duplicates across splits by perceptual hash (needs imagehash)")
-    p.add_argument("--patience", type=int, help="early stopping after N epochs without a better validation loss")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--patience", type=T.POSITIVE_INT, help="early stopping after N epochs without a better validation loss")
+    p.add_argument("--label-smoothing", type=T.BELOW_ONE, help="0 ≤ x < 1 (default 0)")
+    p.add_argument("--seed", type=T.NON_NEGATIVE_INT, help="random seed (default 0)")
+    p.add_argument("--device", type=T.device, help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", help="training autocast: auto | fp32 | bf16 | fp16 (default auto)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
                    help="keep NCHW memory layout")
     p.add_argument("--no-cache", dest="feature_cache", action="store_const", const=False,
                    help="frozen: do not reuse or store cached features")
-    p.add_argument("--num-workers", type=int, help="data-loader processes (default: 0 on small CPUs)")
+    p.add_argument("--num-workers", type=T.NON_NEGATIVE_INT, help="data-loader processes (default: 0 on small CPUs)")
     p.add_argument("--quiet", dest="progress", action="store_const", const=False,
                    help="no progress bars or per-epoch lines")
 

@@ -56,6 +56,7 @@ def write_evaluation(
     split_name: str,
     top_k_losses: int = 16,
     heatmaps: HeatmapMaker | None = None,
+    bad_images: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Computes the metrics of one split and writes them, with their figures, into the run folder.
 
@@ -73,9 +74,10 @@ def write_evaluation(
         top_k_losses: how many misclassified images to keep in the gallery.
         heatmaps: returns, for sample indices and one class per sample, a heatmap per sample at the image's
             size; the gallery then shows where the network looked for its (wrong) predicted class.
+        bad_images: files that could not be read and were left out (``{"path", "reason"}``), recorded as is.
 
     Returns:
-        ``{"split", "metrics", "top_losses", "files", "heatmaps"}``; each top-loss item carries a
+        ``{"split", "metrics", "top_losses", "files", "heatmaps", "bad_images"}``; each top-loss item carries a
         ``description``; ``heatmaps`` says whether the gallery has them and, if not, why.
     """
     run_dir = Path(run_dir)
@@ -95,6 +97,6 @@ def write_evaluation(
         files["curves"] = plot_history(run_dir / HISTORY_NAME, run_dir / CURVES_NAME).name
 
     evaluation = {"split": split_name, "metrics": metrics, "top_losses": losses, "files": files,
-                  "heatmaps": heatmap_note}
+                  "heatmaps": heatmap_note, "bad_images": list(bad_images or [])}
     save_json(evaluation, run_dir / EVALUATION_NAME)
     return evaluation
