@@ -21,6 +21,8 @@ BENCHMARKS = {  # name → (module, what it measures); run in this order
     "scaling": ("benchmarks.scaling", "wall time and peak memory as the training set grows"),
     "advisor_cost": ("benchmarks.advisor_cost", "the advisor's wall time vs the brute-force search"),
     "tta": ("benchmarks.tta", "test-time augmentation: accuracy with and without, time per image"),
+    "startup": ("benchmarks.startup", "where people wait: CLI start-up, a 60k frozen fit, cached reruns, "
+                "prediction; before/after"),
 }
 
 

@@ -163,7 +163,8 @@ class TransferClassifier:
         inference = self.inference()
         views = resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
         samples = as_samples(X)
-        self.model_.to(inference.device)
+        # the weights in the layout the input arrives in (a loaded run folder's are NCHW): no reorder per batch
+        self.model_.to(inference.device, memory_format=inference.memory_format)
         loader = make_loader(ImageDataset(samples, inference.transform), self.config_.data.batch_size, shuffle=False,
                              device=inference.device, num_workers=self.config_.data.num_workers)
         return inference.probabilities(self.model_, loader, views=views)
@@ -275,6 +276,10 @@ class Inference:
     device: torch.device
     precision: Precision  # its ``inference`` dtype is the one used here (bf16 for frozen features on some CPUs)
     channels_last: bool
+
+    @property
+    def memory_format(self) -> torch.memory_format:
+        return torch.channels_last if self.channels_last else torch.contiguous_format
 
     def probabilities(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]], *,
                       views: Sequence[View] | None = None) -> np.ndarray:

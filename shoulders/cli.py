@@ -14,6 +14,7 @@ from .cache_cli import cache_args, run_cache
 from .config import DEFAULT_BACKBONE
 from .train_cli import flag_message, train_args as _train_args, train as _train, training_summary  # noqa: F401
 from .studio.command import add_arguments as _studio_args, run as _studio
+from .serve.command import HELP as SERVE_HELP, serve_args, serve_command
 
 # glibc's default malloc returns large activation buffers to the OS after every step (≈18 M page faults per run);
 # keeping them mapped made training and inference ≈3x faster on this kind of machine (FINDINGS). The setting only
@@ -23,7 +24,7 @@ GLIBC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000
 # fraction of a second, which a second interpreter start would double. Nothing heavy (torch, timm) is imported
 # before this decision: this module imports only the standard library and ``config`` at the top, and each
 # command imports what it needs when it runs.
-NETWORK_COMMANDS = frozenset({"train", "predict", "evaluate", "advise", "demo", "export", "studio"})
+NETWORK_COMMANDS = frozenset({"train", "predict", "evaluate", "advise", "demo", "export", "studio", "serve"})
 
 
 def _reexec_with_malloc_tuning(argv: Sequence[str]) -> None:
@@ -277,4 +278,5 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "demo": ("train on a dataset that ships with a package and compare with a from-pixels baseline", _demo_args, _demo),
     "cache": ("the frozen strategy's feature cache: info (where, how big, its cap) or clear", cache_args, run_cache),
     "studio": ("a local web page to build a data set, see the advice, train, evaluate, try and export", _studio_args, _studio),
+    "serve": (SERVE_HELP, serve_args, serve_command),
 }

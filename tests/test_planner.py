@@ -223,3 +223,25 @@ def test_keeper_state_survives_a_checkpoint():
     restored.load_state_dict(keeper.state_dict())
     assert [restored(s) for s in range(100)] == [keeper(s) for s in range(100)]
     assert restored.total_steps == keeper.total_steps and restored.done == keeper.done
+
+
+# -- LP-FT ----------------------------------------------------------------------------------------------------------
+def test_probe_init_sets_the_head_to_the_linear_probe():
+    import torch
+    from torch import nn
+
+    from shoulders.train.head_solver import fit_linear_head
+    from shoulders.train.probe_init import init_head_from_probe
+
+    rng = np.random.default_rng(0)
+    feats = {"train": rng.normal(size=(60, 8)).astype(np.float32), "val": rng.normal(size=(30, 8)).astype(np.float32)}
+    labels = {"train": np.arange(60) % 3, "val": np.arange(30) % 3}
+    feats["train"][:, 0] += 3 * labels["train"]
+    feats["val"][:, 0] += 3 * labels["val"]
+    head, reference = nn.Linear(8, 3), nn.Linear(8, 3)
+    info = init_head_from_probe(head, lambda split: (feats[split], labels[split]), "train", "val", 3)
+    fit_linear_head(reference, feats["train"], labels["train"], feats["val"], labels["val"], 3)
+    assert torch.equal(head.weight, reference.weight) and torch.equal(head.bias, reference.bias)
+    assert info["head_init"] == "probe" and info["probe_val_accuracy"] > 0.9
+    with pytest.raises(ValueError, match="head_init='probe' needs a linear head"):
+        init_head_from_probe(nn.Sequential(nn.Linear(8, 3)), lambda s: (feats[s], labels[s]), "train", "val", 3)

@@ -83,7 +83,8 @@ def studio_url(tmp_path: Path):
     server = subprocess.Popen([sys.executable, "-m", "shoulders", "studio", "--port", str(port), "--backbone", TINY,
                                "--weights", str(weights), "--image-size", "32", "--device", "cpu",
                                "--runs", str(tmp_path / "runs"), "--workspace", str(tmp_path / "ws")],
-                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                              stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})  # see test_studio
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -176,5 +177,5 @@ def test_data_advise_train_try_in_chromium(studio_url: str, browser, tmp_path: P
       const data = new DataTransfer();
       data.items.add(new File(["plain text"], "notes.txt", {type: "text/plain"}));
       document.querySelector("#try-drop").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));""")
-    wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "notes.txt is not an image"))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "'notes.txt' is not an image"))
     browser.save_screenshot(str(shots / "5-try-error.png"))

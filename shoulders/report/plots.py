@@ -163,10 +163,10 @@ def top_losses_figure(
     """
     n = len(items)
     per_item = 2 if heatmaps is not None else 1
-    cols = min(4 if per_item == 1 else 3, max(n, 1))
+    cols = min(4 if per_item == 1 else 2, max(n, 1))  # with heatmaps: two (image, heatmap) pairs per row
     rows = max(math.ceil(n / cols), 1)
-    fig = Figure(figsize=(max(3.2 * cols * per_item * (0.75 if per_item == 2 else 1), 6), 3.4 * rows),
-                 layout="constrained")
+    side = 3.2 if per_item == 1 else 2.6
+    fig = Figure(figsize=(max(side * cols * per_item, 6), (side + 0.3) * rows), layout="constrained")
     if n == 0:
         fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=14)
         return fig
@@ -176,13 +176,14 @@ def top_losses_figure(
         if image is not None:
             ax.imshow(image.convert("RGB"))
         names = f"{classes[item['true']]} / {classes[item['predicted']]}"
-        ax.set_title(f"{names}\np={item['p_pred']:.2f} (true p={item['p_true']:.2f})", fontsize=9)
+        ax.set_title(f"{names}\np={item['p_pred']:.2f} (true p={item['p_true']:.2f})",
+                     fontsize=9 if per_item == 1 else 11)
         if heatmaps is not None:
             _heatmap_panel(axes[i * per_item + 1], image, heatmaps[i])
     for ax in axes:
         ax.axis("off")
-    title = "Top losses: true / predicted" + (" — heatmap: where it looked for the predicted class"
-                                              if heatmaps is not None else "")
+    title = "Top losses: true / predicted" + ("\n(each beside its heatmap: where the network looked for the "
+                                              "predicted class)" if heatmaps is not None else "")
     fig.suptitle(title, fontsize=12)
     return fig
 

@@ -20,7 +20,10 @@ async function api(path, options = {}) {
   const text = await response.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (e) { data = {error: text}; }
-  if (!response.ok) throw new Error((data && (data.error || data.detail && JSON.stringify(data.detail))) || response.statusText);
+  if (!response.ok) {
+    const detail = data && (data.error || data.detail);
+    throw new Error(typeof detail === "string" ? detail : detail ? JSON.stringify(detail) : response.statusText);
+  }
   return data;
 }
 
@@ -101,15 +104,36 @@ function wireDrop(zone, onFiles) {
   });
 }
 
+// files in requests the server's limits allow (as many files and bytes as one request may carry)
+function batches(files) {
+  const out = [];
+  const room = 0.9 * state.session.max_request_bytes;
+  for (const f of files) {
+    const last = out[out.length - 1];
+    if (last && last.length < state.session.max_files && last.reduce((n, x) => n + x.size, 0) + f.size <= room) last.push(f);
+    else out.push([f]);
+  }
+  return out;
+}
+
 async function uploadImages(className, files) {
   await guarded(async () => {
-    const form = new FormData();
-    files.forEach((f) => form.append("images", f, f.name));
-    const r = await api(`/api/data/classes/${encodeURIComponent(className)}/images`, {body: form});
-    renderSummary(r.summary);
-    const rejected = r.rejected.map((x) => `<li>${esc(x.error)}</li>`).join("");
-    $("upload-report").innerHTML = `<p class="msg ${r.rejected.length ? "warning" : "ok"}">${esc(className)}: ${r.saved.length} image(s) added` +
-      (r.rejected.length ? `, ${r.rejected.length} refused:</p><ul class="files">${rejected}</ul>` : ".</p>");
+    let saved = 0, summary = null;
+    const rejected = [];
+    for (const batch of batches(files)) {
+      const form = new FormData();
+      batch.forEach((f) => form.append("images", f, f.name));
+      try {
+        const r = await api(`/api/data/classes/${encodeURIComponent(className)}/images`, {body: form});
+        saved += r.saved.length;
+        rejected.push(...r.rejected.map((x) => x.error));
+        summary = r.summary;
+      } catch (e) { rejected.push(e.message); }
+    }
+    if (summary) renderSummary(summary);
+    const list = rejected.map((x) => `<li>${esc(x)}</li>`).join("");
+    $("upload-report").innerHTML = `<p class="msg ${rejected.length ? "warning" : "ok"}">${esc(className)}: ${saved} image(s) added` +
+      (rejected.length ? `, ${rejected.length} refused:</p><ul class="files">${list}</ul>` : ".</p>");
   });
 }
 
@@ -152,16 +176,42 @@ function renderAdvice(result) {
   $("train-note").textContent = `The advisor's plan: ${p.strategy}${depth}, ${p.epochs} epochs. Leave epochs empty to follow it.`;
 }
 
-$("advise-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(() => runTask(
-  () => api("/api/advise", {body: {image_size: $("advise-size").value ? Number($("advise-size").value) : null}}),
-  "/api/advise", $("advise-status"), renderAdvice)); });
+function renderBudgetTable(rows) {
+  const use = state.session.train_budget;
+  $("budget-body").innerHTML = `<table><tr><th>budget</th><th>planned recipe</th><th>predicted time</th><th>expected accuracy</th>${use ? "<th></th>" : ""}</tr>` +
+    rows.map((r) => `<tr><td>${esc(r.budget)}</td><td>${esc(r.recipe)}</td><td class="num">${esc(r.predicted)}</td><td class="num">${pct(r.expected_accuracy)}</td>` +
+      (use ? `<td><button class="secondary use-budget" data-budget="${esc(r.budget)}">train with this budget</button></td>` : "") + "</tr>").join("") + "</table>" +
+    `<p class="muted small">From the throughput measured on this machine and the planner's calibrated curves (benchmarks/).` +
+    (use ? "" : " This version's <code>shoulders train</code> takes no budget yet: set the epochs and image size of a row on the train tab.") + "</p>";
+  document.querySelectorAll(".use-budget").forEach((b) => b.addEventListener("click", () => {
+    $("train-budget").value = b.dataset.budget.replace(/ /g, "");
+    showTab("train");
+  }));
+}
+
+async function adviseThenBudget() {
+  await runTask(() => api("/api/advise", {body: {image_size: $("advise-size").value ? Number($("advise-size").value) : null}}),
+    "/api/advise", $("advise-status"), renderAdvice);
+  if (state.session.budget_table) {
+    $("budget-body").innerHTML = '<p class="muted">measuring this machine\'s throughput for the planner… <span id="budget-status"></span></p>';
+    await runTask(() => api("/api/advise/budget", {body: {}}), "/api/tasks/budget/table", $("budget-status"), renderBudgetTable);
+  }
+}
+
+$("advise-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(adviseThenBudget); });
 
 // -- train ---------------------------------------------------------------------------------------------------------
+// the smallest 4 × (1, 2, 2.5 or 5 × 10^k) above the data, so that the grid lines fall on round numbers
+function niceTop(max) {
+  const mag = 10 ** Math.floor(Math.log10(max / 4));
+  return 4 * mag * [1, 2, 2.5, 5, 10].find((m) => 4 * m * mag >= max * 1.02);
+}
+
 function chart(svg, title, series, yMax) {
   const W = 420, H = 230, L = 44, R = 10, T = 22, B = 30;
   const pts = series.flatMap((s) => s.points).filter((p) => isFinite(p[1]));
   const xMax = Math.max(1, ...pts.map((p) => p[0]));
-  const top = yMax ?? Math.max(1e-6, ...pts.map((p) => p[1])) * 1.08;
+  const top = yMax ?? niceTop(Math.max(1e-6, ...pts.map((p) => p[1])));
   const x = (v) => L + (W - L - R) * (xMax === 1 ? 0.5 : (v - 1) / (xMax - 1));
   const y = (v) => T + (H - T - B) * (1 - v / top);
   let out = `<text x="${L}" y="14" class="title">${esc(title)}</text>`;
@@ -324,9 +374,12 @@ async function loadSession() {
   $("session").textContent = `backbone ${s.backbone}${s.data ? " · data " + s.data : ""} · runs in ${s.runs_dir}`;
   if (s.data) $("data-path").value = s.data;
   const budget = $("train-budget");
-  budget.disabled = !s.planner;
-  budget.title = s.planner ? "a time budget such as 90s, 10m, 2h" : "needs the budget planner, not in this version of shoulders";
-  $("budget-body").textContent = s.planner ? "" : "This version of shoulders has no budget planner yet: the plan above is the advisor's, and its epochs are what training runs unless you set them on the train tab.";
+  budget.disabled = !s.train_budget;
+  budget.title = s.train_budget ? "a time budget such as 90s, 10m, 2h" : "this version of `shoulders train` takes no --budget";
+  if (!$("budget-body").innerHTML) {
+    $("budget-body").textContent = s.budget_table ? "The table appears after the advice: the planner starts from its measurements."
+      : "This version of shoulders has no budget planner: the plan above is the advisor's, and its epochs are what training runs unless you set them on the train tab.";
+  }
 }
 
 guarded(async () => {
