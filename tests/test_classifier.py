@@ -28,7 +28,12 @@ def test_fit_folder_save_load_gives_identical_predictions(tmp_path: Path, image_
     assert not (tmp_path / "run" / "bad_images.json").exists()
     loaded = TransferClassifier.load(tmp_path / "run")
     images = sorted(str(p) for p in image_folder.rglob("*.png"))
-    np.testing.assert_array_equal(loaded.predict_proba(images), clf.predict_proba(images))
+    # the weights round-trip exactly; predictions agree up to float rounding (the trained model's tensors may sit in
+    # another memory layout than freshly loaded ones, and oneDNN's kernels then round the last bit differently)
+    saved, trained = loaded.model_.state_dict(), clf.model_.state_dict()
+    assert saved.keys() == trained.keys()
+    assert all(torch.equal(saved[k], trained[k].to(saved[k].device)) for k in saved)
+    np.testing.assert_allclose(loaded.predict_proba(images), clf.predict_proba(images), rtol=1e-6, atol=1e-7)
     assert loaded.classes_ == clf.classes_ == ["blue", "green", "red"]
     assert list(loaded.predict(images[:2])) == list(clf.predict(images[:2]))
 
@@ -37,7 +42,7 @@ def test_run_folder_records_everything_resolved(tmp_path: Path, image_folder: Pa
     tiny_clf("frozen").fit(image_folder, out_dir=tmp_path / "run")
     run = read_run(tmp_path / "run")
     cfg = run["config"]
-    assert cfg["backbone"] == TINY and cfg["weights"]["source"] == "random"
+    assert cfg["config"]["model"]["backbone"] == TINY and cfg["weights"]["source"] == "random"
     assert cfg["data_config"]["input_size"] == [3, 32, 32]
     assert cfg["strategy"]["name"] == "frozen" and cfg["strategy"]["phases"][0]["trainable_blocks"] == []
     assert cfg["config"]["train"]["epochs"] == 30 and cfg["config"]["train"]["lr"] == 1e-3  # resolved, not None

@@ -155,7 +155,7 @@ def _write_run(run: Path, with_history: bool = True, with_advice: bool = True) -
     (run / "config.json").write_text(json.dumps(config))
     (run / "classes.json").write_text(json.dumps(CLASSES))
     (run / "metrics.json").write_text(json.dumps({"val_accuracy": 0.85, "test_accuracy": 0.8}))
-    (run / "bad_images.txt").write_text("train/cat/broken.jpg\n")
+    (run / "bad_images.json").write_text(json.dumps([{"path": "train/cat/broken.jpg", "reason": "truncated"}]))
     if with_history:
         with open(run / "history.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(_history_rows()[0]))
@@ -248,3 +248,49 @@ def test_report_renders_in_browser(tmp_path: Path) -> None:
         gray = np.asarray(image.convert("L"))
     assert gray.shape == (2400, 1280)
     assert (gray < 200).mean() > 0.02  # text and figures, not a blank page
+
+
+def test_report_leads_with_results_and_folds_the_configuration(tmp_path: Path) -> None:
+    run = _write_run(tmp_path / "run")
+    config = json.loads((run / "config.json").read_text())
+    config.update({"config": {"data": {"augment": "light", "batch_size": 8}, "model": {"backbone": "resnet50"},
+                              "strategy": {"name": "partial"}, "train": {"epochs": 5, "lr": 0.001}},
+                   "runtime": {"seconds": 42.0, "device": "cpu"},
+                   "plan": {"strategy": "partial", "reasons": ["so fine-tune the top blocks"]},
+                   "strategy": {"name": "partial", "phases": [{"phase": "finetune", "trainable_blocks": ["layer4"],
+                                                               "frozen_blocks": ["layer1", "layer2", "layer3"],
+                                                               "trainable_params": 1000}]}})
+    (run / "config.json").write_text(json.dumps(config))
+    images = {i: _image((200, 30 * (i % 8), 60)) for i in range(len(Y_TRUE))}
+    maps = lambda indices, classes: [np.full((24, 24), 0.5, np.float32) for _ in indices]  # noqa: E731
+    evaluation = write_evaluation(run, Y_TRUE, PROBA, CLASSES, images.__getitem__, str, "test", heatmaps=maps)
+    assert evaluation["heatmaps"].startswith("Grad-CAM")
+    text = render_report(run, evaluation).read_text()
+    _assert_self_contained(text)
+    order = [text.index(marker) for marker in ('class="cards"', "test accuracy", 'id="confusion"',
+                                               'id="curves"', 'id="advice"', "<details>", 'id="config"')]
+    assert order[:4] == sorted(order[:4]) and text.index('id="config"') > text.index('id="advice"')
+    assert text.index("<details>") > text.index('id="config"')
+    assert f"{Y_TRUE.size and evaluation['metrics']['accuracy']:.1%}" in text and "85.0%" in text
+    assert "partial (trains 1 of 4 blocks, 1,000 parameters), light augmentation, 5 epochs" in text
+    assert "42 s on cpu" in text
+    assert text.count("so fine-tune the top blocks") == 1  # the advice's reasons, not repeated by the plan
+    assert text.count("&quot;lr&quot;") + text.count(">lr<") == 1  # each setting once
+
+
+def test_top_losses_gallery_with_heatmaps(tmp_path: Path) -> None:
+    items = top_losses(Y_TRUE, PROBA)
+    images = [_image((90, 90, 200)) for _ in items]
+    plain = plot_top_losses(images, items, CLASSES, tmp_path / "plain.png")
+    heat = [np.linspace(0, 1, 24 * 24, dtype=np.float32).reshape(24, 24) for _ in items]
+    with_maps = plot_top_losses(images, items, CLASSES, tmp_path / "maps.png", heatmaps=heat)
+    def hot(path: Path) -> int:  # the jet colour map's red end, which the blue-grey images never reach
+        with Image.open(path) as image:
+            rgb = np.asarray(image.convert("RGB")).astype(int)
+        return int((rgb[..., 0] - rgb[..., 2] > 60).sum())
+
+    assert hot(plain) == 0 and hot(with_maps) > 100  # a heatmap panel beside each image
+    with pytest.raises(ValueError, match="heatmaps for"):
+        plot_top_losses(images, items, CLASSES, tmp_path / "bad.png", heatmaps=heat[:1])
+    evaluation = write_evaluation(tmp_path / "run", Y_TRUE, PROBA, CLASSES, lambda i: images[0], str, "val")
+    assert "pip install" in evaluation["heatmaps"]  # no maker: the gallery says how to get them

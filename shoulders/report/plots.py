@@ -8,7 +8,6 @@ which embeds the same figures without going through the file system.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from pathlib import Path
@@ -21,6 +20,8 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from shoulders.run_folder import read_history as read_history_file
+
 HISTORY_NUMERIC = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 DPI = 100
 MAX_ANNOTATED_CLASSES = 20  # beyond this the per-cell numbers overlap and hide the colours
@@ -32,8 +33,7 @@ def read_history(history: str | Path | Iterable[Mapping[str, Any]]) -> list[dict
     Empty or missing numeric cells become NaN, so a run without a validation split still plots its train curves.
     """
     if isinstance(history, (str, Path)):
-        with open(history, newline="", encoding="utf-8") as handle:
-            history = list(csv.DictReader(handle))
+        history = read_history_file(history)
     rows = []
     for raw in history:
         row: dict[str, Any] = dict(raw)
@@ -154,31 +154,50 @@ def plot_confusion_matrix(
 
 
 def top_losses_figure(
-    images: Sequence[Image.Image | None], items: Sequence[Mapping[str, Any]], classes: list[str]
+    images: Sequence[Image.Image | None], items: Sequence[Mapping[str, Any]], classes: list[str],
+    heatmaps: Sequence[np.ndarray] | None = None,
 ) -> Figure:
-    """Gallery of misclassified images titled ``true / predicted p=…``; a ``None`` image shows as a blank tile."""
+    """Gallery of misclassified images titled ``true / predicted p=…``; a ``None`` image shows as a blank tile.
+
+    With ``heatmaps`` (one per image, at its size, in [0, 1]), each image has its heatmap overlaid beside it.
+    """
     n = len(items)
-    cols = min(4, max(n, 1))
+    per_item = 2 if heatmaps is not None else 1
+    cols = min(4 if per_item == 1 else 2, max(n, 1))  # with heatmaps: two (image, heatmap) pairs per row
     rows = max(math.ceil(n / cols), 1)
-    fig = Figure(figsize=(max(3.2 * cols, 6), 3.4 * rows), layout="constrained")
+    side = 3.2 if per_item == 1 else 2.6
+    fig = Figure(figsize=(max(side * cols * per_item, 6), (side + 0.3) * rows), layout="constrained")
     if n == 0:
         fig.text(0.5, 0.5, "no misclassified images", ha="center", va="center", fontsize=14)
         return fig
-    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
-    for ax, image, item in zip(axes, images, items):
+    axes = np.atleast_1d(fig.subplots(rows, cols * per_item)).ravel()
+    for i, (image, item) in enumerate(zip(images, items)):
+        ax = axes[i * per_item]
         if image is not None:
             ax.imshow(image.convert("RGB"))
         names = f"{classes[item['true']]} / {classes[item['predicted']]}"
-        ax.set_title(f"{names}\np={item['p_pred']:.2f} (true p={item['p_true']:.2f})", fontsize=9)
+        ax.set_title(f"{names}\np={item['p_pred']:.2f} (true p={item['p_true']:.2f})",
+                     fontsize=9 if per_item == 1 else 11)
+        if heatmaps is not None:
+            _heatmap_panel(axes[i * per_item + 1], image, heatmaps[i])
+    for ax in axes:
         ax.axis("off")
-    for ax in axes[n:]:
-        ax.axis("off")
-    fig.suptitle("Top losses: true / predicted", fontsize=12)
+    title = "Top losses: true / predicted" + ("\n(each beside its heatmap: where the network looked for the "
+                                              "predicted class)" if heatmaps is not None else "")
+    fig.suptitle(title, fontsize=12)
     return fig
 
 
+def _heatmap_panel(ax: Any, image: Image.Image | None, heatmap: np.ndarray) -> None:
+    """The image in grey with the heatmap (jet, half transparent) over it, in the same pixel frame."""
+    if image is not None:
+        ax.imshow(image.convert("L"), cmap="gray")
+    ax.imshow(heatmap, cmap="jet", alpha=0.5, vmin=0.0, vmax=1.0, interpolation="bilinear")
+
+
 def plot_top_losses(
-    images: Sequence[Image.Image | None], items: Sequence[Mapping[str, Any]], classes: list[str], path: str | Path
+    images: Sequence[Image.Image | None], items: Sequence[Mapping[str, Any]], classes: list[str], path: str | Path,
+    heatmaps: Sequence[np.ndarray] | None = None,
 ) -> Path:
     """Writes the top-loss gallery as a PNG.
 
@@ -187,10 +206,13 @@ def plot_top_losses(
         items: entries from :func:`shoulders.report.top_losses` (class indices in ``true``/``predicted``).
         classes: class names.
         path: where to write the PNG.
+        heatmaps: optional heatmap per image (see :func:`top_losses_figure`).
 
     Returns:
         ``path`` as a ``Path``.
     """
     if len(images) != len(items):
         raise ValueError(f"got {len(images)} images for {len(items)} items; pass one image per item")
-    return _save(top_losses_figure(images, items, classes), path)
+    if heatmaps is not None and len(heatmaps) != len(items):
+        raise ValueError(f"got {len(heatmaps)} heatmaps for {len(items)} items; pass one per item or None")
+    return _save(top_losses_figure(images, items, classes, heatmaps), path)
