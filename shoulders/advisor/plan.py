@@ -32,6 +32,9 @@ class Plan:
     head_epochs: int = 0  # full/partial: head-only warm-up epochs
     backbone_lr_mult: float = 0.1  # pretrained blocks' rate = lr × this
     reasons: list[str] = field(default_factory=list)
+    image_size: int | None = None  # the planner's input size; None = the backbone's
+    head_init: str = "default"  # default | probe (LP-FT)
+    recipe: dict[str, Any] | None = None  # the planner's recipe: predicted seconds by part, alternatives
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -72,3 +72,32 @@ def recipes_by_budget(splits: DataSplits, model: nn.Module, advice: Any, inputs:
     return budget_table(facts, tp, anchor_error=anchor_error(advice, facts.native.median), spent=spent + tp.seconds,
                         batch_size=inputs.batch_size, augment=advice.plan.augment,
                         device_label=device_label(inputs.device))
+
+
+def constraints(user: Any) -> Constraints:
+    """What the user's (unresolved) ``RunConfig`` fixes; the planner searches the rest."""
+    s, d, t = user.strategy, user.data, user.train
+    depth = s.trainable_blocks
+    return Constraints(strategy=None if s.name == "auto" else s.name, image_size=d.image_size, epochs=t.epochs,
+                       depth=int(depth) if depth is not None and depth >= 1 and depth == int(depth) else None,
+                       head_init=s.head_init)
+
+
+def planned(advice: Any, user: Any, splits: DataSplits, model: nn.Module, *, budget: float | None, spent: float,
+            workers: int = 0) -> Any:
+    """The advisor's plan with the planner's recipe in it: strategy, depth, input size, epochs, head init, and the
+    prediction (``Plan.recipe``). An explicit strategy keeps its own learning rates; ``auto`` takes the quadrant's."""
+    from ..advisor.plan import QUADRANTS, Plan, default_plan
+
+    s, t = user.strategy, user.train
+    inputs = PlanInputs(backbone=user.model.backbone, device=t.device, precision=t.precision,
+                        channels_last=t.channels_last, batch_size=user.data.batch_size or 64, workers=workers,
+                        fixed=constraints(user))
+    recipe, facts, tp = plan_for_run(splits, model, advice, inputs, budget=budget, spent=spent, seed=t.seed)
+    base = default_plan(recipe.strategy)
+    mult = QUADRANTS[advice.quadrant].backbone_lr_mult if s.name == "auto" else base.backbone_lr_mult
+    reasons = list(advice.plan.reasons) + recipe.reasons + [recipe.summary]
+    return Plan(strategy=recipe.strategy, epochs=recipe.epochs or base.epochs, lr=base.lr, augment=recipe.augment,
+                trainable_blocks=recipe.trainable_blocks, head_epochs=0, backbone_lr_mult=mult, reasons=reasons,
+                image_size=recipe.image_size, head_init=recipe.head_init,
+                recipe={**recipe.to_dict(), "native_size": facts.native.to_dict(), "throughput": tp.to_dict()})

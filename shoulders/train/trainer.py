@@ -38,7 +38,7 @@ ROADS.register("features", fit_on_features)
 
 def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: RunConfig, data_config: dict[str, Any],
         *, run_dir: str | Path | None = None, resume: bool = False,
-        cache_identity: dict[str, Any] | None = None) -> FitResult:
+        cache_identity: dict[str, Any] | None = None, deadline: float | None = None) -> FitResult:
     """Trains ``model`` (a ``TransferModel``) in place with ``strategy`` and returns history and metrics.
 
     Args:
@@ -51,6 +51,8 @@ def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: Ru
         resume: continue from ``run_dir``'s checkpoint.
         cache_identity: what identifies the backbone's features (name, weights hash, preprocessing); enables the
             on-disk feature cache of the frozen strategy.
+        deadline: ``time.perf_counter()`` value by which training must end (the planner's budget): the schedule
+            is re-laid over fewer steps when the measured speed falls behind; ``None`` = the planned epochs.
     """
     start = time.perf_counter()
     ctx = init_distributed(config.train.device)
@@ -65,7 +67,7 @@ def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: Ru
     train_tf, eval_tf = create_transforms(data_config, augment=config.data.augment, hflip=config.data.hflip)
     run = RunContext(model, strategy, splits, config, device, precision, train_tf, eval_tf,
                      nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing),
-                     Path(run_dir) if run_dir is not None else None, ctx, cache_identity)
+                     Path(run_dir) if run_dir is not None else None, ctx, cache_identity, deadline)
     result = ROADS.get(strategy.road)(run, resume)
     # what ran it (the settings themselves are the resolved config's, recorded once there)
     result.runtime.update({"device": str(device), "threads": torch.get_num_threads(),
