@@ -102,6 +102,24 @@ def test_prediction_equals_predict_top_k_for_every_mode(client: TestClient, serv
     assert len(got.json()[0]["top_k"]) == 3  # the server's default top_k, like the CLI's
 
 
+def test_a_run_with_test_time_augmentation_is_served_with_it(tmp_path: Path, images: dict[str, Path]) -> None:
+    x, y, classes = colour_images(6)
+    cfg = RunConfig()
+    cfg.data.hflip = True  # trained with flips: the run's rule turns TTA on for predict_top_k, so serve uses it
+    clf = TransferClassifier(backbone=TINY, strategy="frozen", pretrained=False, image_size=32, progress=False,
+                             config=cfg).fit(x, np.asarray(classes)[y], out_dir=tmp_path / "run")
+    served = ServedModel(tmp_path / "run")
+    assert served.views and len(served.views) > 1
+    with TestClient(create_app(served)) as client:
+        info = client.get("/info").json()
+        assert info["tta"]["enabled"] and info["tta"]["views"] == [v.name for v in served.views]
+        path = images["RGB"]
+        got = client.post("/predict", files={"files": (path.name, path.read_bytes())}).json()
+    assert_rows_match(got, TransferClassifier.load(tmp_path / "run").predict_top_k(str(path)), [path.name])
+    plain = TransferClassifier.load(tmp_path / "run").predict_top_k(str(path), tta=False)
+    assert got[0]["top_k"][0]["probability"] != plain[0]["top_k"][0]["probability"]  # the views changed it
+
+
 def _png(size: tuple[int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 10, 10)).save(buffer, format="PNG")
