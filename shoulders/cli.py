@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .cache_cli import cache_args, run_cache
 from .config import DEFAULT_BACKBONE
+from .train_cli import flag_message, train_args as _train_args, train as _train, training_summary  # noqa: F401
 from .studio.command import add_arguments as _studio_args, run as _studio
 from .serve.command import HELP as SERVE_HELP, serve_args, serve_command
 
@@ -55,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         if os.environ.get("SHOULDERS_DEBUG"):
             raise
-        print(f"shoulders: error: {e}", file=sys.stderr)
+        print(f"shoulders: error: {flag_message(str(e))}", file=sys.stderr)
         return 1
 
 
@@ -118,130 +120,6 @@ def _advise(args: argparse.Namespace) -> int:
         advice.save_matrix(args.matrix)
     print(json.dumps(advice.to_dict(), indent=2) if args.json else advice.report())
     return 0
-
-
-# -- train ---------------------------------------------------------------------------------------------------------
-def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="image folder (DATA/<class>/*, optionally with train/ val/ test/) or a CSV path,label")
-    p.add_argument("--out", required=True, help="run folder to write (model, config, metrics, history)")
-    p.add_argument("--strategy", default="auto", help="auto (measure and choose) | full | partial | frozen")
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="see `shoulders zoo` (default %(default)s)")
-    p.add_argument("--weights", help="weights file (safetensors or .pth state dict) instead of the bundled/hub ones")
-    p.add_argument("--no-pretrained", action="store_true", help="random initialisation (a from-scratch baseline)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the plan's)")
-    p.add_argument("--lr", type=float, help="learning rate of the new head (default: the plan's, 1e-3)")
-    p.add_argument("--backbone-lr-mult", type=float,
-                   help="pretrained layers' rate = lr × this (default: the plan's: 0.1, "
-                        "or 1.0 for data unlike ImageNet)")
-    p.add_argument("--layer-decay", type=float, help="extra rate factor per block from the top (e.g. 0.8)")
-    p.add_argument("--trainable-blocks", type=float, help="partial: top N blocks train (or a fraction 0-1)")
-    p.add_argument("--head-epochs", type=int, help="full/partial: head-only epochs before unfreezing")
-    p.add_argument("--head-hidden", type=int, help="hidden units of a 2-layer head (default: a linear head)")
-    p.add_argument("--head-dropout", type=float, help="dropout in the head")
-    p.add_argument("--head-solver", choices=["lbfgs", "sgd"], help="frozen: how the head is trained")
-    p.add_argument("--train-bn", action="store_true", help="let trainable BatchNorm layers update running statistics")
-    p.add_argument("--sync-bn", action="store_true",
-                   help="with --train-bn under torchrun/accelerate on GPUs: batch statistics over all processes")
-    p.add_argument("--augment", help="none | light | strong (default: the plan's)")
-    p.add_argument("--hflip", action="store_true", help="add random horizontal flips (not for digits/text)")
-    p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's, 224 for lite0)")
-    p.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the backbone's, 0.875 for lite0; "
-                   "1.0 keeps the whole image)")
-    p.add_argument("--batch-size", type=int, help="images per batch (default 64); under torchrun/accelerate the "
-                   "global batch, split evenly over the processes")
-    p.add_argument("--val-fraction", type=float, help="held-out share when DATA has no val/ split (default 0.2)")
-    p.add_argument("--max-per-class", type=int, help="use at most N training images per class")
-    p.add_argument("--on-bad-image", choices=["skip", "error"], help="unreadable images: skip and list them (default) or stop")
-    p.add_argument("--on-duplicate", choices=["drop", "keep", "error"],
-                   help="validation/test images whose content is also in train: drop them from val/test (default), "
-                        "keep them (reported only) or stop; listed in duplicates.json")
-    p.add_argument("--near-duplicates", action="store_true",
-                   help="also report near-duplicates across splits by perceptual hash (needs imagehash)")
-    p.add_argument("--patience", type=int, help="early stopping after N epochs without a better validation loss")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout")
-    p.add_argument("--no-cache", action="store_true", help="frozen: do not reuse or store cached features")
-    p.add_argument("--num-workers", type=int, help="data-loader processes (default: 0 on small CPUs)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from --out's checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-
-
-# CLI flag → (config section, field). The CLI only maps flags onto the library's config.
-_TRAIN_FLAGS = {
-    "strategy": ("strategy", "name"), "trainable_blocks": ("strategy", "trainable_blocks"),
-    "head_epochs": ("strategy", "head_epochs"), "head_solver": ("strategy", "head_solver"),
-    "backbone": ("model", "backbone"), "weights": ("model", "weights"), "head_hidden": ("model", "head_hidden"),
-    "head_dropout": ("model", "head_dropout"), "epochs": ("train", "epochs"), "lr": ("train", "lr"),
-    "backbone_lr_mult": ("train", "backbone_lr_mult"), "layer_decay": ("train", "layer_decay"),
-    "patience": ("train", "patience"), "label_smoothing": ("train", "label_smoothing"), "seed": ("train", "seed"),
-    "device": ("train", "device"), "precision": ("train", "precision"), "augment": ("data", "augment"),
-    "image_size": ("data", "image_size"), "crop_pct": ("data", "crop_pct"), "batch_size": ("data", "batch_size"),
-    "val_fraction": ("data", "val_fraction"), "max_per_class": ("data", "max_per_class"),
-    "on_bad_image": ("data", "on_bad_image"), "num_workers": ("data", "num_workers"),
-    "on_duplicate": ("data", "on_duplicate"),
-}
-
-
-def config_from_args(args: argparse.Namespace) -> Any:
-    from .config import RunConfig
-
-    cfg = RunConfig()
-    for flag, (section, field) in _TRAIN_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            setattr(getattr(cfg, section), field, value)
-    cfg.model.pretrained = not args.no_pretrained
-    cfg.strategy.train_bn = args.train_bn
-    cfg.train.sync_bn = args.sync_bn
-    cfg.data.hflip = args.hflip
-    cfg.data.near_duplicates = args.near_duplicates
-    cfg.train.channels_last = not args.no_channels_last
-    cfg.train.feature_cache = not args.no_cache
-    cfg.train.progress = not args.quiet
-    return cfg
-
-
-def _train(args: argparse.Namespace) -> int:
-    from .classifier import TransferClassifier
-    from .train import is_main
-
-    clf = TransferClassifier.from_config(config_from_args(args))
-    clf.fit(args.data, out_dir=args.out, resume=args.resume)
-    if is_main():  # under torchrun / accelerate every process trains; one reports
-        print(training_summary(clf, args.out))
-    return 0
-
-
-def training_summary(clf: Any, out: str | Path | None) -> str:
-    """The lines printed after training: what was chosen and why, what it scored, where it went."""
-    m, s = clf.metrics_, clf.strategy_
-    lines = [f"backbone   {clf.config_.model.backbone} (weights: {clf.weights_.source}"
-             + (f", {clf.weights_.location}" if clf.weights_.location else "") + ")",
-             f"strategy   {s['name']}: {s['description']}"]
-    for phase in s["phases"]:
-        lines.append(f"  phase {phase['phase']}: trains {', '.join(phase['trainable_blocks']) or 'the head only'}"
-                     f" ({phase['trainable_params']:,} of {phase['total_params']:,} parameters)")
-    for reason in clf.plan_.reasons:
-        lines.append(f"  why: {reason}")
-    if getattr(clf, "advice_", None):
-        from .advisor.matrix import advice_matrix_text
-
-        lines.append(advice_matrix_text(clf.advice_))
-    if clf.bad_images_:
-        lines.append(f"skipped    {len(clf.bad_images_)} unreadable image(s), listed in bad_images.json")
-    duplicates = getattr(clf, "duplicates_", None)
-    if duplicates and (duplicates["exact"] or duplicates["near"]):
-        from .data.duplicates import DUPLICATES_NAME, summary_text
-
-        lines.append(f"leakage    {summary_text(duplicates)}; listed in {DUPLICATES_NAME}")
-    lines.append(f"val acc    {m['val_accuracy']:.4f}" + (f"   test acc {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))
-    lines.append(f"time       {clf.runtime_.get('seconds', 0):.1f} s on {clf.runtime_.get('device', '?')}")
-    if out is not None:
-        lines.append(f"run folder {out}")
-    return "\n".join(lines)
 
 
 # -- predict -------------------------------------------------------------------------------------------------------

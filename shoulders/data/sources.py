@@ -32,7 +32,7 @@ def _handle_bad(bad: list[BadImage], missing: list[BadImage], on_bad_image: str,
         if missing:
             raise ValueError(
                 f"{len(missing)} file(s) listed in {where} do not exist: {_first_few([b.path for b in missing])}; "
-                "fix the paths, or use --on-bad-image skip"
+                "fix the paths, or use on_bad_image='skip'"
             )
         if bad:
             raise BadImageError(bad[0].path, bad[0].reason)
