@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -268,3 +269,10 @@ def test_missing_or_damaged_run_folder_stops_at_start(tmp_path: Path, run_dir: P
 def test_flags_are_checked_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["serve", str(tmp_path), "--max-batch", "0"]) == 1
     assert "--max-batch is out of range" in capsys.readouterr().err
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # what `import fastapi` finds when it is not installed
+    assert main(["serve", str(tmp_path)]) == 1
+    assert "pip install 'shoulders[serve]'" in capsys.readouterr().err
