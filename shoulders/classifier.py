@@ -213,7 +213,7 @@ class TransferClassifier:
         this run (flips only where it trained with flips), ``False`` is plain; or view names (``list_views()``).
         """
         inference = self.inference()
-        views = resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
+        views = self.tta_views(tta)
         samples = as_samples(X)
         # the weights in the layout the input arrives in (a loaded run folder's are NCHW): no reorder per batch
         self.model_.to(inference.device, memory_format=inference.memory_format)
@@ -271,6 +271,10 @@ class TransferClassifier:
     def score(self, X: ImagesInput, y: Sequence[Any], tta: TTAArg = None) -> float:
         """Accuracy on ``X`` against labels ``y`` (class names)."""
         return float(np.mean(self.predict(X, tta=tta) == np.asarray(y, dtype=object)))
+
+    def tta_views(self, tta: TTAArg = None) -> list[View] | None:
+        """The test-time views ``tta=`` asks for (``None``: the run's rule); ``None`` means plain prediction."""
+        return resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
 
     def tta_decision(self) -> TTADecision:
         """Whether ``tta=None`` predicts with test-time augmentation for this run, with the reason and cost."""
