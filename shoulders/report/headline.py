@@ -60,7 +60,8 @@ def data_fact(config: Any, advice: Any, evaluation: Mapping[str, Any] | None, sp
         bits.append(f"from {source}")
     n = _get(evaluation, "metrics", "n_samples")
     if isinstance(n, int):
-        bits.append(f"evaluated on {n} {evaluation.get('split', '')} images".replace("  ", " "))
+        split = evaluation.get("split")
+        bits.append(f"evaluated on {n} {split} images" if split in ("test", "val", "train") else f"evaluated on {n} images")
     size = _get(config, "data_config", "input_size")
     if isinstance(size, list) and len(size) == 3:
         bits.append(f"at {size[1]}×{size[2]} px")

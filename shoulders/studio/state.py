@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import safe_dirname
-from ..run_folder import is_run_folder
-from ..train.checkpoint import CHECKPOINT_NAME
-from ..train.history import read_history
+from ..run_folder import CHECKPOINT_NAME, is_run_folder, read_history
 from .dataset import summarize
 from .jobs import Tasks, TrainJob, log_tail, read_job
 from .planning import budget_table, budget_table_available, train_takes_budget
@@ -314,6 +312,6 @@ def _positive_int(value: Any, what: str) -> int | None:
 
 
 def _read_json(path: Path) -> Any:
-    from ..config import load_json
+    from ..run_folder import load_json
 
     return load_json(path) if path.is_file() else None
