@@ -144,6 +144,9 @@ async function uploadImages(className, files) {
 }
 
 $("open-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(async () => {
+  const box = $("data-summary");
+  box.hidden = false;
+  box.innerHTML = '<p class="muted">reading every image of the folder (sizes, bad files, duplicates)…</p>';
   renderSummary((await api("/api/data/open", {body: {path: $("data-path").value.trim()}})).summary);
   await loadSession();
 }); });
