@@ -147,7 +147,8 @@ $("open-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(a
   const box = $("data-summary");
   box.hidden = false;
   box.innerHTML = '<p class="muted">reading every image of the folder (sizes, bad files, duplicates)…</p>';
-  renderSummary((await api("/api/data/open", {body: {path: $("data-path").value.trim()}})).summary);
+  try { renderSummary((await api("/api/data/open", {body: {path: $("data-path").value.trim()}})).summary); }
+  catch (err) { renderSummary((await api("/api/data")).summary); throw err; }
   await loadSession();
 }); });
 $("new-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(async () => {
