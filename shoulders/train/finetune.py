@@ -75,7 +75,7 @@ def _run_epoch(run: RunContext, phase: Phase, optimizer: Any, scheduler: Any, sc
     train_loader.generator.manual_seed(seed_epoch(run, epoch))  # this process's augmentation and worker seeds
     run.strategy.set_train_mode(run.model)
     lr = optimizer.param_groups[0]["lr"]
-    train = train_one_epoch(net or run.model, run.criterion, optimizer, train_loader, run.device, epoch=epoch,
+    train = train_one_epoch(net or run.model, run.loss, optimizer, train_loader, run.device, epoch=epoch,
                             precision=run.precision, scheduler=scheduler, scaler=scaler,
                             channels_last=cfg.channels_last, progress=run.progress, desc=phase.name)
     val = run.evaluate(run.model, val_loader)

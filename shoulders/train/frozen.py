@@ -70,7 +70,8 @@ def _fit_head_lbfgs(run: RunContext, train_x: np.ndarray, train_y: np.ndarray, v
                     val_y: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The convex solver (``head_solver``): one history row per regularisation strength tried."""
     rows = fit_linear_head(run.model.get_classifier(), train_x, train_y, val_x, val_y, len(run.splits.classes),
-                           seed=run.config.train.seed)
+                           seed=run.config.train.seed,
+                           class_weight=None if run.class_weight is None else np.asarray(run.class_weight))
     history = [{"epoch": i + 1, "phase": "head", "lr": math.nan, "train_loss": math.nan,
                 "train_accuracy": r["train_accuracy"], "val_loss": r["val_loss"],
                 "val_accuracy": r["val_accuracy"], "seconds": r["seconds"], "C": r["C"],
@@ -133,7 +134,7 @@ def _fit_head_sgd(run: RunContext, train_x: np.ndarray, train_y: np.ndarray, val
         generator.manual_seed(set_epoch_seed(cfg.seed, epoch).initial_seed())
         head.train()
         lr = optimizer.param_groups[0]["lr"]
-        train = train_one_epoch(head, run.criterion, optimizer, loader, run.device, epoch=epoch, precision=fp32,
+        train = train_one_epoch(head, run.loss, optimizer, loader, run.device, epoch=epoch, precision=fp32,
                                 scheduler=scheduler, progress=False, desc="head")
         val = _head_eval(run, val_x, val_y)
         record_epoch(state, run.model, history_row(epoch + 1, "head", lr, train, val), val, cfg.patience)
