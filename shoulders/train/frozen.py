@@ -19,7 +19,7 @@ from ..run_folder import write_history
 from ..strategies import Phase
 from .device import Precision
 from .distributed import broadcast_object, gather_shards, shard_indices
-from .features import FeatureCache, default_cache_dir, extract_features
+from .features import FeatureCache, extract_features, feature_cache_dir
 from .head_solver import fit_linear_head
 from .loop import evaluate, set_epoch_seed, train_one_epoch, warmup_cosine
 from .run import FitResult, RunContext, seed_epoch
@@ -35,7 +35,7 @@ def fit_on_features(run: RunContext, resume: bool) -> FitResult:
               "splits finished before the interruption come from the feature cache", file=sys.stderr, flush=True)
     cfg, scfg, cache_identity = run.config.train, run.config.strategy, run.cache_identity
     phase_info = run.strategy.apply_phase(run.model, Phase("head", cfg.epochs, 0))
-    cache = FeatureCache(default_cache_dir() / "features") if cfg.feature_cache and cache_identity else None
+    cache = FeatureCache(feature_cache_dir()) if cfg.feature_cache and cache_identity else None
     views = scfg.feature_views if run.config.data.augment != "none" else 1
     train = _features(run, cache, cache_identity, run.splits.train, views)
     val = _features(run, cache, cache_identity, run.splits.val, 1)
@@ -95,7 +95,7 @@ def _features(run: RunContext, cache: FeatureCache | None, identity: dict[str, A
         key = {**(identity or {}), "precision": run.precision.inference, "view": view,
                "augment": run.config.data.augment if views > 1 else "none", "seed": cfg.seed if views > 1 else 0}
         entry = cache.key(key, fingerprints) if cache and run.dist.is_main else None
-        feats = cache.get(entry) if entry else None
+        feats = cache.get(entry, dim=run.model.num_features) if entry else None  # a mismatching entry: recomputed
         if not broadcast_object(feats is not None):  # every process learns whether the backbone must run
             seed_epoch(run, view)
             local, _ = extract_features(run.model.feature_extractor(), run.loader(samples, transform, train=False), run.device,
