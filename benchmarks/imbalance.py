@@ -57,7 +57,7 @@ def _one(data: common.Dataset, strategy: str, weighting: str, seed: int) -> dict
     _, seconds = common.timed(lambda: clf.fit(splits))
     predicted = clf.predict_proba(splits.test).argmax(1)
     return {"strategy": strategy, "class_weight": weighting, "seed": seed, "seconds": seconds,
-            "resolved": clf.class_weight_["mode"], "test_accuracy": accuracy_score(data.test_y, predicted),
+            "resolved": clf.config_.train.class_weight, "test_accuracy": accuracy_score(data.test_y, predicted),
             "balanced_accuracy": balanced_accuracy_score(data.test_y, predicted),
             "macro_f1": f1_score(data.test_y, predicted, average="macro"),
             "train_images": len(data.train_y), "val_images": len(data.val_y)}

@@ -158,7 +158,7 @@ class TransferClassifier:
                                                head_dropout=user.model.head_dropout)
         advised, advice = self._advise(user, splits, model, start)
         cfg, plan = resolve_config(user, advised, BackboneFacts.of(model, user.model.backbone),
-                                   MachineFacts.of(ctx))
+                                   MachineFacts.of(ctx), splits.train.labels, len(splits.classes))
         _say(cfg, plan.recipe and plan.recipe["summary"])
         data_config = resolve_data_config(model, cfg.data.image_size, cfg.data.crop_pct)
         strategy = create_strategy(cfg.strategy)

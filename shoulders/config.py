@@ -76,6 +76,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
     label_smoothing: float = 0.0
+    class_weight: str = "auto"  # auto (balanced when the largest class has >= 3x the smallest's images) | balanced
+    # (loss weights n / (classes × n_class), the frozen head's solver too) | none; resolved to balanced or none
     patience: int | None = None  # early stopping on validation loss; None = no early stopping
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N; resolved to cpu / cuda (a launcher picks cuda:LOCAL_RANK)

@@ -75,6 +75,9 @@ def _data_and_machine_flags(p: argparse.ArgumentParser) -> None:
                         "keep them (reported only) or stop; listed in duplicates.json")
     p.add_argument("--near-duplicates", action="store_const", const=True,
                    help="also report near-duplicates across splits by perceptual hash (needs imagehash)")
+    p.add_argument("--class-weight", choices=["auto", "balanced", "none"],
+                   help="class-balanced loss weights (also the frozen head's): auto (the default) turns them on when "
+                        "the largest class has at least 3× the images of the smallest")
     p.add_argument("--patience", type=T.POSITIVE_INT, help="early stopping after N epochs without a better validation loss")
     p.add_argument("--label-smoothing", type=T.BELOW_ONE, help="0 ≤ x < 1 (default 0)")
     p.add_argument("--seed", type=T.NON_NEGATIVE_INT, help="random seed (default 0)")
