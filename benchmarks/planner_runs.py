@@ -5,7 +5,8 @@ Each run is one ``fit`` on the common benchmark splits (``common.dataset``; Fash
 10 000 test images, which count in the budget like everything else in ``fit``), from a cold start of the planner
 (the throughput cache is emptied first, so the probe's cost is in the figure) unless ``--warm``.
 
-    python benchmarks/planner_runs.py --runs fashion-100:2m fashion-100:10m digits:2m photos:2m --lock /tmp/shoulders-heavy.lock
+    flock /tmp/shoulders-heavy.lock python benchmarks/planner_runs.py --runs fashion-100:2m fashion-100:10m \
+        digits:2m photos:2m
 
 Rows accumulate in ``results/planner_runs.json`` (keyed by data set, budget and seed).
 """
