@@ -330,3 +330,33 @@ def test_bad_budget_fails_before_any_data_is_read():
 
     with pytest.raises(ValueError, match="budget='-5m' must be a positive duration"):
         TransferClassifier(budget="-5m").fit("/no/such/folder")
+
+
+def test_cli_advise_shows_the_budget_table(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    import json
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from shoulders.cli import main
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model(TINY).state_dict().items()}, str(weights))
+    argv = ["advise", str(image_folder), "--backbone", TINY, "--weights", str(weights), "--image-size", "32",
+            "--sample-size", "24", "--device", "cpu", "--budget", "2m", "--budget", "10m"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "budget → plan on this machine" in out and "2 min " in out and "10 min " in out
+    assert main(argv + ["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["recipes"]
+    assert [r["budget"] for r in rows] == ["2 min", "10 min"] and all(0 < r["expected_accuracy"] <= 1 for r in rows)
+
+
+def test_cli_rejects_a_bad_budget(capsys: pytest.CaptureFixture[str]):
+    from shoulders.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "DATA", "--out", "x", "--budget", "abc"])
+    assert "argument --budget: is not a duration" in capsys.readouterr().err

@@ -32,8 +32,8 @@ class Rule:
 
 # The advisor's 3-fold linear probe on ≤ 300 images underestimates the frozen head fitted on all the data:
 # its error was 1.3× (Fashion-MNIST 100/class), 2.4× (digits), 4× (photos) and 2× (Fashion-MNIST 6000/class)
-# the frozen strategy's test error at 64 px; the geometric mean 2.3× → anchor = probe error × 0.43.
-PROBE_TO_FROZEN = Rule(0.43, "frozen error at 64 px / the advisor's probe error",
+# the frozen strategy's test error at 64 px; the geometric mean 2.2× → anchor = probe error × 0.45.
+PROBE_TO_FROZEN = Rule(0.45, "frozen error at 64 px / the advisor's probe error",
                        "benchmarks/README.md 'Accuracy' (frozen, 3 seeds) vs 'Advisor calibration' (probe)")
 
 # Error of fine-tuning (10 epochs, 64 px, light augmentation, the quadrant's backbone rate: auto's recipe) relative
