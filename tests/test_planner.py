@@ -360,3 +360,13 @@ def test_cli_rejects_a_bad_budget(capsys: pytest.CaptureFixture[str]):
     with pytest.raises(SystemExit):
         main(["train", "DATA", "--out", "x", "--budget", "abc"])
     assert "argument --budget: is not a duration" in capsys.readouterr().err
+
+
+def test_chosen_depth_follows_the_data_and_the_budget():
+    tp = _throughput()
+    small_different = plan_recipe(_facts(quadrant=3), tp, budget=60, anchor_error=0.2)
+    large_tight = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=60, anchor_error=0.2)
+    large_roomy = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=300, anchor_error=0.2)
+    assert small_different.strategy == "full"
+    assert (large_tight.strategy, large_tight.trainable_blocks) == ("partial", 4)  # its cheaper steps fit the budget
+    assert large_roomy.strategy == "full"
