@@ -98,7 +98,8 @@ def constraints(user: Any) -> Constraints:
     """What the user's (unresolved) ``RunConfig`` fixes; the planner searches the rest."""
     s, d, t = user.strategy, user.data, user.train
     depth = s.trainable_blocks
-    return Constraints(strategy=None if s.name == "auto" else s.name, image_size=d.image_size, epochs=t.epochs,
+    strategy = s.name if s.name != "auto" else ("partial" if depth is not None else None)  # a depth picks partial
+    return Constraints(strategy=strategy, image_size=d.image_size, epochs=t.epochs,
                        depth=int(depth) if depth is not None and depth >= 1 and depth == int(depth) else None,
                        head_init=s.head_init)
 
