@@ -323,6 +323,11 @@ def test_budget_prediction_and_actual_time_are_in_config_json(tmp_path: Path):
     assert recorded["plan"]["recipe"]["summary"].startswith("plan: ")
     assert recorded["plan"]["recipe"]["native_size"]["median"] == 16
     assert clf.config_.data.image_size == 32  # the user's size is kept; the planner chose the rest
+    from shoulders import TransferClassifier
+
+    loaded = TransferClassifier.load(tmp_path / "run")
+    assert loaded.plan_.recipe["predicted_seconds"] == timing["predicted_seconds"]
+    assert loaded.runtime_["timing"]["actual_seconds"] == timing["actual_seconds"]
 
 
 def test_bad_budget_fails_before_any_data_is_read():
