@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -20,16 +21,17 @@ from .data import BadImage, BadImageError, DataSplits, ImageDataset, Samples, co
 from .data import load_data, make_loader
 from .data.images import scan_images
 from .data import resolve_data_config, samples_from_arrays
-from .data.duplicates import DUPLICATES_NAME
 from .explain.gradcam import explain_images, resolve_targets
 from .explain.tta import TTADecision, TTAModel, View, merge_views, resolve_views, tta_decision
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
 from .resolution import DEFAULT_BATCH_SIZE, BackboneFacts, MachineFacts, check_names, resolve_config
-from .run_folder import MATRIX_NAME, library_versions, load_model_weights, read_run, save_json, write_run
+from .run_folder import CHECKPOINT_NAME, MATRIX_NAME, library_versions, load_model_weights, read_run, write_run
+from .run_guard import RunLock, agreed_out_dir
 from .strategies import STRATEGIES, create_strategy
 from .train import fit as fit_model
 from .train import barrier, broadcast_object, init_distributed, is_main, predict_logits, resolve_device
 from .train import Precision, resolve_precision
+from .train.interrupt import interruptible
 
 ImagesInput = str | Path | Sequence[str | Path] | np.ndarray | Samples
 TTAArg = bool | str | Sequence[str | View] | None
@@ -104,17 +106,47 @@ class TransferClassifier:
 
     # -- training -------------------------------------------------------------------------------------------
     def fit(self, X: ImagesInput | DataSplits, y: Sequence[Any] | np.ndarray | None = None, *,
-            out_dir: str | Path | None = None, resume: bool = False) -> "TransferClassifier":
+            out_dir: str | Path | None = None, resume: bool = False,
+            overwrite: bool = False) -> "TransferClassifier":
         """Trains on an image folder, a CSV file, an array ``X`` with labels ``y``, or prepared ``DataSplits``.
 
         Every name (strategy, backbone, augmentation, head solver...) is checked before any data is read. With
         ``out_dir`` the run folder is written there (checkpoints each epoch, so ``resume=True`` continues an
-        interrupted run).
+        interrupted run). A folder that already holds a run is refused unless ``resume=True`` continues it or
+        ``overwrite=True`` replaces it; a replacement is written beside it and swapped in only when it succeeded.
+        While a training writes a folder, a lock file beside it refuses a second one. Ctrl-C and SIGTERM raise
+        :class:`~shoulders.train.TrainingInterrupted` with the last epoch's checkpoint intact.
         """
         start = time.perf_counter()  # the budget counts from here: loading, advice and probe included
         user = self.build_config()
         check_names(user)
         ctx = init_distributed(user.train.device)  # under torchrun / accelerate: join the group, pin the GPU
+        if out_dir is None:
+            if resume or overwrite:
+                raise ValueError("resume=True and overwrite=True need out_dir= (the run folder)")
+            with interruptible():
+                return self._fit(user, X, y, ctx, None, resume=False, start=start)
+        out = agreed_out_dir(out_dir, resume=resume, overwrite=overwrite)
+        succeeded = False
+        with (RunLock(out.final) if is_main() else nullcontext()), interruptible():
+            try:
+                self._fit(user, X, y, ctx, out.work, resume=resume, start=start)
+                succeeded = True
+            except KeyboardInterrupt as e:  # what the caller needs to say how to go on
+                e.run_dir, e.resumable = out.final, not out.replacing and (out.work / CHECKPOINT_NAME).is_file()
+                raise
+            finally:
+                if is_main() and not succeeded:  # a failed or interrupted replacement: the previous run stays
+                    out.discard()
+            barrier()
+            if is_main():
+                out.commit()
+        return self
+
+    def _fit(self, user: RunConfig, X: Any, y: Any, ctx: Any, run_dir: Path | None, *,
+             resume: bool, start: float) -> "TransferClassifier":
+        """The training itself, writing into ``run_dir`` (checked and locked by :meth:`fit`); the budget counts
+        from ``start`` (a ``time.perf_counter()`` reading)."""
         splits = X if isinstance(X, DataSplits) else load_data(
             X, y, val_fraction=user.data.val_fraction, seed=user.train.seed, on_bad_image=user.data.on_bad_image,
             max_per_class=user.data.max_per_class, on_duplicate=user.data.on_duplicate,
@@ -132,12 +164,11 @@ class TransferClassifier:
         strategy = create_strategy(cfg.strategy)
         identity = {"backbone": cfg.model.backbone, "weights": weights.sha256 or weights.source,
                     "data_config": data_config}
-        result = fit_model(model, strategy, splits, cfg, data_config, run_dir=_mkdir(out_dir), resume=resume,
+        result = fit_model(model, strategy, splits, cfg, data_config, run_dir=run_dir, resume=resume,
                            cache_identity=identity if cfg.model.pretrained else None,
                            deadline=deadline(start, plan.recipe))
         result.runtime["timing"] = timing(start, plan.recipe)
         _say(cfg, result.runtime["timing"]["line"])
-        self.classes_, self.model_, self.config_, self.data_config_ = list(splits.classes), model, cfg, data_config
         self.weights_, self.plan_ = weights, plan
         self.advice_ = None if advice is None else {**advice, "plan": plan.to_dict(), "advised_plan": advice["plan"]}
         self.strategy_ = {**strategy.describe(), "phases": result.phases}
@@ -146,9 +177,9 @@ class TransferClassifier:
         self.bad_images_ = [{"path": b.path, "reason": b.reason} for b in splits.bad_images]
         self.duplicates_ = splits.duplicates.to_dict() if splits.duplicates is not None else None
         self.feature_cache_ = result.cache
-        if out_dir is not None and is_main():  # one process writes the run folder; the others wait for it
-            self.save(out_dir)
-        barrier()
+        self.classes_, self.model_, self.config_, self.data_config_ = list(splits.classes), model, cfg, data_config
+        if run_dir is not None and is_main():  # one process writes the run folder; the others wait for it
+            self.save(run_dir)
         return self
 
     def _advise(self, cfg: RunConfig, splits: DataSplits, model: nn.Module,
@@ -182,7 +213,7 @@ class TransferClassifier:
         this run (flips only where it trained with flips), ``False`` is plain; or view names (``list_views()``).
         """
         inference = self.inference()
-        views = resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
+        views = self.tta_views(tta)
         samples = as_samples(X)
         # the weights in the layout the input arrives in (a loaded run folder's are NCHW): no reorder per batch
         self.model_.to(inference.device, memory_format=inference.memory_format)
@@ -241,6 +272,10 @@ class TransferClassifier:
         """Accuracy on ``X`` against labels ``y`` (class names)."""
         return float(np.mean(self.predict(X, tta=tta) == np.asarray(y, dtype=object)))
 
+    def tta_views(self, tta: TTAArg = None) -> list[View] | None:
+        """The test-time views ``tta=`` asks for (``None``: the run's rule); ``None`` means plain prediction."""
+        return resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
+
     def tta_decision(self) -> TTADecision:
         """Whether ``tta=None`` predicts with test-time augmentation for this run, with the reason and cost."""
         self._check_fitted()
@@ -280,9 +315,8 @@ class TransferClassifier:
                   "plan": {"reasons": self.plan_.reasons, "recipe": self.plan_.recipe}, "classes": self.classes_,
                   "runtime": self.runtime_, "versions": library_versions()}
         run_dir = write_run(path, model=self.model_, config=config, classes=self.classes_, metrics=self.metrics_,
-                            split=self.split_, bad_images=self.bad_images_, advice=self.advice_)
-        if getattr(self, "duplicates_", None) and (self.duplicates_["exact"] or self.duplicates_["near"]):
-            save_json(self.duplicates_, run_dir / DUPLICATES_NAME)
+                            split=self.split_, bad_images=self.bad_images_, advice=self.advice_,
+                            duplicates=getattr(self, "duplicates_", None))
         if self.advice_ is not None:
             from .advisor.matrix import save_advice_matrix  # matplotlib only when there is advice to draw
 
@@ -381,9 +415,3 @@ def _recorded_plan(cfg: RunConfig, recorded: dict[str, Any]) -> Plan:
                 reasons=list(recorded["reasons"]), image_size=cfg.data.image_size, head_init=s.head_init or "default",
                 recipe=recorded.get("recipe"))
 
-
-def _mkdir(path: str | Path | None) -> Path | None:
-    if path is None:
-        return None
-    Path(path).mkdir(parents=True, exist_ok=True)
-    return Path(path)

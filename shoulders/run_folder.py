@@ -10,6 +10,7 @@ RUN_DIR/
   metrics.json        val_accuracy (and test_accuracy when a test split exists), best epoch...
   split.json          how train/val were split (which files are validation)
   bad_images.json     unreadable files that were skipped, when any
+  duplicates.json     duplicate image content across / within the splits, and what was dropped, when any
   advice.json         the advisor's recommendation, when it chose the plan
   matrix.png          the size-similarity matrix with the dataset placed, next to advice.json
   checkpoint.pt       last epoch, for --resume (fine-tuning strategies)
@@ -31,6 +32,7 @@ import json
 import math
 import os
 import platform
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -44,6 +46,7 @@ HISTORY_NAME = "history.csv"
 METRICS_NAME = "metrics.json"
 SPLIT_NAME = "split.json"
 BAD_IMAGES_NAME = "bad_images.json"
+DUPLICATES_NAME = "duplicates.json"
 ADVICE_NAME = "advice.json"
 MATRIX_NAME = "matrix.png"
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -74,10 +77,37 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any], *, fsync: bool 
             with open(tmp, "rb") as f:
                 os.fsync(f.fileno())
         tmp.replace(path)
-    except BaseException:  # a failed write (a full disk, an interrupt) leaves no temporary file behind
-        tmp.unlink(missing_ok=True)
+    except Exception as e:  # a full disk, no permission (torch and safetensors wrap OSError in their own types)
+        _remove_quietly(tmp)
+        raise RunFolderWriteError(path, e) from None
+    except BaseException:  # an interrupt mid-write leaves no temporary file behind either
+        _remove_quietly(tmp)
         raise
     return path
+
+
+class RunFolderWriteError(RuntimeError):
+    """A run-folder file could not be written; ``path`` keeps its previous content (if it had any)."""
+
+    def __init__(self, path: Path, error: Exception) -> None:
+        self.path, self.error = path, error
+        reason = getattr(error, "strerror", None) or str(error).strip().splitlines()[0] if str(error).strip() \
+            else type(error).__name__
+        kept = "its previous content is unchanged" if path.exists() else "nothing was written"
+        try:
+            free = shutil.disk_usage(path.parent).free
+            space = f", {free / 2**20:.1f} MiB free on its disk" if free < 256 * 2**20 else ""
+        except OSError:
+            space = ""
+        super().__init__(f"could not write {path}: {reason} ({type(error).__name__}{space}); {kept}. Free disk "
+                         "space or fix the folder's permissions and run again, or write to another folder")
+
+
+def _remove_quietly(path: Path) -> None:
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:  # a read-only folder cannot lose its temporary file either; it was never created then
+        pass
 
 
 def save_json(obj: Any, path: str | Path) -> Path:
@@ -191,8 +221,9 @@ def load_model_weights(run_dir: str | Path, model: nn.Module) -> None:
 
 def write_run(run_dir: str | Path, *, model: nn.Module, config: dict[str, Any], classes: list[str],
               metrics: dict[str, Any], split: dict[str, Any], bad_images: list[dict[str, str]],
-              advice: dict[str, Any] | None) -> Path:
-    """Writes every file of the run folder except ``history.csv`` (the trainer writes it as it goes)."""
+              advice: dict[str, Any] | None, duplicates: dict[str, Any] | None = None) -> Path:
+    """Writes every file of the run folder except ``history.csv`` (the trainer writes it as it goes);
+    ``duplicates.json`` when duplicate content was found."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_model(run_dir, model)
@@ -204,6 +235,8 @@ def write_run(run_dir: str | Path, *, model: nn.Module, config: dict[str, Any], 
         save_json(bad_images, run_dir / BAD_IMAGES_NAME)
     if advice is not None:
         save_json(advice, run_dir / ADVICE_NAME)
+    if duplicates and (duplicates.get("exact") or duplicates.get("near")):
+        save_json(duplicates, run_dir / DUPLICATES_NAME)
     return run_dir
 
 

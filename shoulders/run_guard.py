@@ -108,8 +108,7 @@ def _read_owner(handle: IO[str]) -> dict[str, Any] | None:
 def _busy_message(run_dir: Path, owner: dict[str, Any] | None) -> str:
     who = (f"process {owner.get('pid')} on {owner.get('host', '?')} (started {owner.get('started', '?')})"
            if owner else "another process")
-    return (f"{run_dir} is being trained by {who}; wait for it to finish, or train into another folder "
-            f"(out_dir= / --out)")
+    return f"{run_dir} is being trained by {who}; wait for it to finish, or train into another out_dir=FOLDER"
 
 
 @dataclass
@@ -160,24 +159,41 @@ def plan_out_dir(out_dir: str | Path, *, resume: bool = False, overwrite: bool =
     """
     final = Path(out_dir)
     if final.exists() and not final.is_dir():
-        raise RunFolderError(f"{final} is a file, not a run folder; choose another out_dir= / --out")
+        raise RunFolderError(f"{final} is a file, not a run folder; choose another out_dir=FOLDER")
     found = run_files(final)
     if resume and overwrite:
-        raise RunFolderError("resume and overwrite exclude each other: continue the run in "
-                             f"{final} (resume=True / --resume) or replace it (overwrite=True / --overwrite)")
+        raise RunFolderError(f"resume=True and overwrite=True exclude each other: continue the run in {final} "
+                             "(resume=True) or replace it (overwrite=True)")
     if resume:
         return OutDir(final, final)
     if found and not overwrite:
         raise RunFolderError(
-            f"{final} already holds a run ({', '.join(found)}); continue it with resume=True / --resume, replace "
-            f"it with overwrite=True / --overwrite, or choose another out_dir= / --out")
+            f"{final} already holds a run ({', '.join(found)}); continue it with resume=True, replace it with "
+            "overwrite=True (the new run is written beside it and replaces it only when it succeeds), or choose "
+            "another out_dir=FOLDER")
     if overwrite and final.is_dir() and any(final.iterdir()):
         if not found:
             raise RunFolderError(f"{final} is not empty and is not a shoulders run folder; overwrite would delete "
-                                 "its files: choose another out_dir= / --out")
+                                 "its files: choose another out_dir=FOLDER")
         staging = final.with_name(f".{final.name}.new-{os.getpid()}")
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         return OutDir(final, staging, replacing=True)
     final.mkdir(parents=True, exist_ok=True)
     return OutDir(final, final)
+
+
+def agreed_out_dir(out_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> OutDir:
+    """:func:`plan_out_dir` decided on rank 0 and sent to every process (its error too, so that all stop)."""
+    from .train.distributed import broadcast_object, is_main
+
+    outcome: tuple[OutDir | None, str | None] | None = None
+    if is_main():
+        try:
+            outcome = (plan_out_dir(out_dir, resume=resume, overwrite=overwrite), None)
+        except RunFolderError as e:
+            outcome = (None, str(e))
+    result, error = broadcast_object(outcome)
+    if error is not None:
+        raise RunFolderError(error)
+    return result  # type: ignore[return-value]

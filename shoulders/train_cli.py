@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import re
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,9 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="JSON", help="start from this config: a run folder's config.json repeats "
                    "that run; flags given here override it")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run from --out's checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out: the new run is written beside it and swapped in only when it "
+                        "succeeds (without this, an existing run folder is refused)")
     p.add_argument("--strategy", help=f"auto (measure and choose; the default) | {' | '.join(STRATEGIES)}")
     p.add_argument("--backbone", help=f"see `shoulders zoo` (default {DEFAULT_BACKBONE})")
     p.add_argument("--weights", help="weights file (safetensors or .pth state dict) instead of the bundled/hub ones")
@@ -91,7 +96,8 @@ def _data_and_machine_flags(p: argparse.ArgumentParser) -> None:
 # Flags whose name is not the parameter's with dashes (a negative switch); the others are --name-with-dashes.
 _NEGATIVE_FLAGS = {"pretrained": "--no-pretrained", "channels_last": "--no-channels-last",
                    "feature_cache": "--no-cache", "progress": "--quiet"}
-_SWITCHES = {"resume": "--resume"}  # fit()'s own switches, which are no config setting
+_SWITCHES = {"resume": "--resume", "overwrite": "--overwrite"}  # fit()'s own switches, which are no config setting
+_RENAMED = {"out_dir": "--out"}  # fit()'s arguments whose flag has another name
 
 
 def config_from_args(args: argparse.Namespace) -> Any:
@@ -112,9 +118,9 @@ def flag_message(message: str) -> str:
             return _NEGATIVE_FLAGS[name] if value == "False" else f"(without {_NEGATIVE_FLAGS[name]})"
         if name in _SWITCHES:
             return _SWITCHES[name] if value == "True" else f"(without {_SWITCHES[name]})"
-        return f"--{name.replace('_', '-')} {value.strip(chr(39))}"
+        return f"{_RENAMED.get(name, '--' + name.replace('_', '-'))} {value.strip(chr(39))}"
 
-    names = "|".join(sorted([*PARAMETERS, *_SWITCHES], key=len, reverse=True))
+    names = "|".join(sorted([*PARAMETERS, *_SWITCHES, *_RENAMED], key=len, reverse=True))
     return re.sub(rf"\b({names})=('[^']*'|[^\s,;:)]+)", flag, message)
 
 
@@ -127,10 +133,32 @@ def train(args: argparse.Namespace) -> int:
     from .train import is_main
 
     clf = TransferClassifier(config=config)
-    clf.fit(args.data, out_dir=args.out, resume=args.resume)
+    try:
+        clf.fit(args.data, out_dir=args.out, resume=args.resume, overwrite=args.overwrite)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM: say what is kept and how to go on
+        if is_main():
+            print(interruption_message(e, args), file=sys.stderr, flush=True)
+        from .train.interrupt import exit_code
+
+        return exit_code(e)
     if is_main():  # under torchrun / accelerate every process trains; one reports
         print(training_summary(clf, args.out))
     return 0
+
+
+def interruption_message(error: KeyboardInterrupt, args: argparse.Namespace) -> str:
+    """What an interrupted ``train`` prints: which signal, what was kept, the command that continues."""
+    from .run_folder import read_history
+
+    what = f"interrupted ({error})" if str(error) else "interrupted"
+    run_dir = Path(getattr(error, "run_dir", args.out))
+    if not getattr(error, "resumable", False):
+        kept = "the previous run in it is unchanged" if args.overwrite else "no epoch had finished"
+        return f"\n{what}: {run_dir}: {kept}; nothing to resume"
+    epochs = len(read_history(run_dir))
+    again = " ".join(shlex.quote(a) for a in ("shoulders", "train", args.data, "--out", str(run_dir)))
+    return (f"\n{what} after epoch {epochs}; its checkpoint is kept in {run_dir}. To continue, run the same "
+            f"command with --resume added:\n  {again} [your other flags] --resume")
 
 
 def training_summary(clf: Any, out: str | Path | None) -> str:
@@ -152,7 +180,8 @@ def training_summary(clf: Any, out: str | Path | None) -> str:
         lines.append(f"skipped    {len(clf.bad_images_)} unreadable image(s), listed in bad_images.json")
     duplicates = getattr(clf, "duplicates_", None)
     if duplicates and (duplicates["exact"] or duplicates["near"]):
-        from .data.duplicates import DUPLICATES_NAME, summary_text
+        from .data.duplicates import summary_text
+        from .run_folder import DUPLICATES_NAME
 
         lines.append(f"leakage    {summary_text(duplicates)}; listed in {DUPLICATES_NAME}")
     lines.append(f"val acc    {m['val_accuracy']:.4f}" + (f"   test acc {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))

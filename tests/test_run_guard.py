@@ -24,7 +24,7 @@ def _fake_run(path: Path) -> bytes:
 
 def test_an_existing_run_is_refused_without_resume_or_overwrite(tmp_path: Path) -> None:
     old = _fake_run(tmp_path / "x")
-    with pytest.raises(RunFolderError, match=r"already holds a run .*--resume.*--overwrite.*another"):
+    with pytest.raises(RunFolderError, match=r"already holds a run .*resume=True.*overwrite=True.*another out_dir="):
         plan_out_dir(tmp_path / "x")
     assert (tmp_path / "x" / "model.safetensors").read_bytes() == old
     assert plan_out_dir(tmp_path / "x", resume=True).work == tmp_path / "x"

@@ -17,6 +17,8 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "features": ["FeatureCache", "default_cache_dir", "extract_features"],
     "trainer": ["FitResult", "fit"],
     "head_solver": ["fit_linear_head"],
+    "imbalance": ["ClassWeighting", "resolve_class_weight"],
+    "interrupt": ["TrainingInterrupted", "interruptible"],
     "loop": ["TrainingDivergedError", "evaluate", "predict_logits", "train_one_epoch", "warmup_cosine"],
 })
 
@@ -26,5 +28,7 @@ if TYPE_CHECKING:
     from .distributed import DistContext, barrier, broadcast_object, init_distributed, is_main
     from .features import FeatureCache, default_cache_dir, extract_features
     from .head_solver import fit_linear_head
+    from .imbalance import ClassWeighting, resolve_class_weight
+    from .interrupt import TrainingInterrupted, interruptible
     from .loop import TrainingDivergedError, evaluate, predict_logits, train_one_epoch, warmup_cosine
     from .trainer import FitResult, fit

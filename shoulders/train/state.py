@@ -63,12 +63,25 @@ class TrainingState:
     def resume(cls, path: Path, model: nn.Module) -> "TrainingState":
         """The state a checkpoint holds; ``model`` and the random generators are set back to it."""
         ckpt = load_checkpoint(path)
-        model.load_state_dict(ckpt["model"])
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(ckpt, dict) or k not in ckpt]
+        if missing:
+            raise ValueError(f"{path} is not a shoulders checkpoint (it lacks {', '.join(missing)}); delete it and "
+                             "train without resume=True, or resume the run folder it belongs to")
+        try:
+            model.load_state_dict(ckpt["model"])
+            progress = dict(ckpt["state"])
+            progress["best"] = BestEpoch(**progress["best"])
+            state = cls(**progress, best_weights=ckpt["best_state"], optimizer=ckpt["optimizer"],
+                        scheduler=ckpt["scheduler"])
+        except (RuntimeError, TypeError, KeyError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{path} belongs to another model or version ({first[:200]}); resume with the "
+                             "settings the run was started with, or train without resume=True") from None
         set_rng_state(ckpt["rng"])
-        progress = dict(ckpt["state"])
-        progress["best"] = BestEpoch(**progress["best"])
-        return cls(**progress, best_weights=ckpt["best_state"], optimizer=ckpt["optimizer"],
-                   scheduler=ckpt["scheduler"])
+        return state
+
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "best_state", "state", "rng")
 
 
 def history_row(epoch: int, phase: str, lr: float, train: dict[str, float], val: dict[str, float]) -> dict[str, Any]:
