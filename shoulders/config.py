@@ -7,7 +7,7 @@ as ``config.json``, so ``RunConfig.load(run_dir)`` repeats the run.
 
 A few fields keep ``None`` as a value of their own, an off switch rather than "unset": ``model.weights`` (the
 automatic sources), ``model.head_hidden`` (a linear head), ``train.patience`` (no early stopping),
-``data.max_per_class`` (no cap).
+``train.budget`` (no budget: the plan stops near its plateau), ``data.max_per_class`` (no cap).
 """
 
 from __future__ import annotations
