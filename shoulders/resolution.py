@@ -166,7 +166,7 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     t.class_weight = weighting.mode
     effective = Plan(strategy=name, epochs=t.epochs, lr=t.lr, augment=d.augment, trainable_blocks=s.trainable_blocks,
                      head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult, class_weight=t.class_weight,
-                     reasons=list(plan.reasons) + notes + [weighting.reason], image_size=d.image_size,
+                     reasons=list(plan.reasons) + [weighting.reason] + notes, image_size=d.image_size,
                      head_init=s.head_init, recipe=plan.recipe)
     return out, effective
 
