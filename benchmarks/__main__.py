@@ -25,6 +25,7 @@ BENCHMARKS = {  # name → (module, what it measures); run in this order
     "imbalance": ("benchmarks.imbalance", "long-tailed Fashion-MNIST with and without class-balanced weights"),
     "startup": ("benchmarks.startup", "where people wait: CLI start-up, a 60k frozen fit, cached reruns, "
                 "prediction; before/after"),
+    "serve_load": ("benchmarks.serve_load", "shoulders serve under 8 concurrent clients, batched vs one at a time"),
 }
 
 

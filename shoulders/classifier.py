@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,8 @@ from PIL import Image
 from torch import nn
 
 from .advisor.plan import Plan
+from .planner.budget import parse_budget
+from .planner.timing import REFERENCE_SIZE, deadline, say as _say, timing
 from .config import DEFAULT_BACKBONE, RunConfig
 from .data import BadImage, BadImageError, DataSplits, ImageDataset, Samples, collect_paths, create_transforms
 from .data import load_data, make_loader
@@ -57,7 +60,8 @@ class TransferClassifier:
                  batch_size: int | None = None, image_size: int | None = None, augment: str | None = None,
                  trainable_blocks: float | None = None, train_bn: bool | None = None,
                  val_fraction: float | None = None, seed: int | None = None, device: str | None = None,
-                 progress: bool | None = None, config: RunConfig | None = None) -> None:
+                 progress: bool | None = None, budget: str | float | None = None,
+                 config: RunConfig | None = None) -> None:
         self.backbone = backbone
         self.strategy = strategy
         self.weights = weights
@@ -73,6 +77,7 @@ class TransferClassifier:
         self.seed = seed
         self.device = device
         self.progress = progress
+        self.budget = budget
         self.config = config
 
     @classmethod
@@ -112,6 +117,7 @@ class TransferClassifier:
         While a training writes a folder, a lock file beside it refuses a second one. Ctrl-C and SIGTERM raise
         :class:`~shoulders.train.TrainingInterrupted` with the last epoch's checkpoint intact.
         """
+        start = time.perf_counter()  # the budget counts from here: loading, advice and probe included
         user = self.build_config()
         check_names(user)
         ctx = init_distributed(user.train.device)  # under torchrun / accelerate: join the group, pin the GPU
@@ -119,12 +125,12 @@ class TransferClassifier:
             if resume or overwrite:
                 raise ValueError("resume=True and overwrite=True need out_dir= (the run folder)")
             with interruptible():
-                return self._fit(user, X, y, ctx, None, resume=False)
+                return self._fit(user, X, y, ctx, None, resume=False, start=start)
         out = agreed_out_dir(out_dir, resume=resume, overwrite=overwrite)
         succeeded = False
         with (RunLock(out.final) if is_main() else nullcontext()), interruptible():
             try:
-                self._fit(user, X, y, ctx, out.work, resume=resume)
+                self._fit(user, X, y, ctx, out.work, resume=resume, start=start)
                 succeeded = True
             except KeyboardInterrupt as e:  # what the caller needs to say how to go on
                 e.run_dir, e.resumable = out.final, not out.replacing and (out.work / CHECKPOINT_NAME).is_file()
@@ -138,8 +144,9 @@ class TransferClassifier:
         return self
 
     def _fit(self, user: RunConfig, X: Any, y: Any, ctx: Any, run_dir: Path | None, *,
-             resume: bool) -> "TransferClassifier":
-        """The training itself, writing into ``run_dir`` (checked and locked by :meth:`fit`)."""
+             resume: bool, start: float) -> "TransferClassifier":
+        """The training itself, writing into ``run_dir`` (checked and locked by :meth:`fit`); the budget counts
+        from ``start`` (a ``time.perf_counter()`` reading)."""
         splits = X if isinstance(X, DataSplits) else load_data(
             X, y, val_fraction=user.data.val_fraction, seed=user.train.seed, on_bad_image=user.data.on_bad_image,
             max_per_class=user.data.max_per_class, on_duplicate=user.data.on_duplicate,
@@ -149,15 +156,19 @@ class TransferClassifier:
                                                weights=user.model.weights, pretrained=user.model.pretrained,
                                                head_hidden=user.model.head_hidden,
                                                head_dropout=user.model.head_dropout)
-        advised, advice = self._advise(user, splits, model)
+        advised, advice = self._advise(user, splits, model, start)
         cfg, plan = resolve_config(user, advised, BackboneFacts.of(model, user.model.backbone),
                                    MachineFacts.of(ctx), splits.train.labels, len(splits.classes))
+        _say(cfg, plan.recipe and plan.recipe["summary"])
         data_config = resolve_data_config(model, cfg.data.image_size, cfg.data.crop_pct)
         strategy = create_strategy(cfg.strategy)
         identity = {"backbone": cfg.model.backbone, "weights": weights.sha256 or weights.source,
                     "data_config": data_config}
         result = fit_model(model, strategy, splits, cfg, data_config, run_dir=run_dir, resume=resume,
-                           cache_identity=identity if cfg.model.pretrained else None)
+                           cache_identity=identity if cfg.model.pretrained else None,
+                           deadline=deadline(start, plan.recipe))
+        result.runtime["timing"] = timing(start, plan.recipe)
+        _say(cfg, result.runtime["timing"]["line"])
         self.weights_, self.plan_ = weights, plan
         self.advice_ = None if advice is None else {**advice, "plan": plan.to_dict(), "advised_plan": advice["plan"]}
         self.strategy_ = {**strategy.describe(), "phases": result.phases}
@@ -171,19 +182,28 @@ class TransferClassifier:
             self.save(run_dir)
         return self
 
-    def _advise(self, cfg: RunConfig, splits: DataSplits,
-                model: nn.Module) -> tuple[Plan | None, dict[str, Any] | None]:
-        """The advisor's plan and advice under strategy ``auto``; ``(None, None)`` for an explicit strategy."""
-        if cfg.strategy.name != "auto":
+    def _advise(self, cfg: RunConfig, splits: DataSplits, model: nn.Module,
+                start: float) -> tuple[Plan | None, dict[str, Any] | None]:
+        """The advisor's plan with the planner's recipe, under strategy ``auto`` or a budget; ``(None, None)`` for
+        an explicit strategy without a budget (its own defaults)."""
+        budget = parse_budget(cfg.train.budget)
+        if cfg.strategy.name != "auto" and budget is None:
             return None, None
         from .advisor import advise_splits  # the advisor needs the pretrained network, so only when asked
+        from .planner.plan_run import planned
 
-        data_config = resolve_data_config(model, cfg.data.image_size, cfg.data.crop_pct)
-        advice = advise_splits(splits, model.feature_extractor(), data_config, backbone_name=cfg.model.backbone,
-                               device=cfg.train.device, seed=cfg.train.seed,
-                               progress=cfg.train.progress and is_main(), weights=cfg.model.weights,
-                               pretrained=cfg.model.pretrained)
-        return broadcast_object((advice.plan, advice.to_dict()))  # every process trains rank 0's plan
+        # the planner decides the input size: the advice measures at the calibration's reference size
+        size = cfg.data.image_size or REFERENCE_SIZE
+        data_config = resolve_data_config(model, size, cfg.data.crop_pct)
+        plan, advice = None, None
+        if is_main():
+            found = advise_splits(splits, model.feature_extractor(), data_config, backbone_name=cfg.model.backbone,
+                                  device=cfg.train.device, seed=cfg.train.seed, progress=cfg.train.progress,
+                                  weights=cfg.model.weights, pretrained=cfg.model.pretrained)
+            plan = planned(found, cfg, splits, model, budget=budget, spent=time.perf_counter() - start,
+                           workers=cfg.data.num_workers or 0)
+            advice = found.to_dict()
+        return broadcast_object((plan, advice))  # every process trains rank 0's plan
 
     # -- prediction -----------------------------------------------------------------------------------------
     def predict_proba(self, X: ImagesInput, tta: TTAArg = None) -> np.ndarray:
@@ -193,7 +213,7 @@ class TransferClassifier:
         this run (flips only where it trained with flips), ``False`` is plain; or view names (``list_views()``).
         """
         inference = self.inference()
-        views = resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
+        views = self.tta_views(tta)
         samples = as_samples(X)
         # the weights in the layout the input arrives in (a loaded run folder's are NCHW): no reorder per batch
         self.model_.to(inference.device, memory_format=inference.memory_format)
@@ -252,6 +272,10 @@ class TransferClassifier:
         """Accuracy on ``X`` against labels ``y`` (class names)."""
         return float(np.mean(self.predict(X, tta=tta) == np.asarray(y, dtype=object)))
 
+    def tta_views(self, tta: TTAArg = None) -> list[View] | None:
+        """The test-time views ``tta=`` asks for (``None``: the run's rule); ``None`` means plain prediction."""
+        return resolve_views(self.tta_decision().enabled if tta is None else tta, self.config_.data.hflip)
+
     def tta_decision(self) -> TTADecision:
         """Whether ``tta=None`` predicts with test-time augmentation for this run, with the reason and cost."""
         self._check_fitted()
@@ -288,7 +312,7 @@ class TransferClassifier:
         # the plan's reasons) and what ran them (runtime, versions) beside it
         config = {"config": self.config_.to_dict(), "weights": self.weights_.to_dict(),
                   "data_config": self.data_config_, "strategy": self.strategy_,
-                  "plan": {"reasons": self.plan_.reasons}, "classes": self.classes_,
+                  "plan": {"reasons": self.plan_.reasons, "recipe": self.plan_.recipe}, "classes": self.classes_,
                   "runtime": self.runtime_, "versions": library_versions()}
         run_dir = write_run(path, model=self.model_, config=config, classes=self.classes_, metrics=self.metrics_,
                             split=self.split_, bad_images=self.bad_images_, advice=self.advice_,
@@ -373,7 +397,7 @@ def as_samples(X: ImagesInput) -> Samples:
 
 # The keyword arguments of TransferClassifier: each one a setting of RunConfig by its parameter name.
 _KEYWORDS = ("backbone", "strategy", "weights", "pretrained", "epochs", "lr", "batch_size", "image_size", "augment",
-             "trainable_blocks", "train_bn", "val_fraction", "seed", "device", "progress")
+             "trainable_blocks", "train_bn", "val_fraction", "seed", "device", "progress", "budget")
 
 
 def _fixed_features(strategy: str) -> bool:
@@ -383,10 +407,11 @@ def _fixed_features(strategy: str) -> bool:
 def _recorded_plan(cfg: RunConfig, recorded: dict[str, Any]) -> Plan:
     """The effective plan of a run folder: its numbers are the resolved config's, its reasons were recorded (a
     folder written before the plan was recorded by its reasons alone holds the whole plan)."""
-    if set(recorded) != {"reasons"}:
+    if set(recorded) - {"recipe"} != {"reasons"}:
         return Plan(**recorded)
     s, t = cfg.strategy, cfg.train
     return Plan(strategy=s.name, epochs=t.epochs, lr=t.lr, augment=cfg.data.augment,
                 trainable_blocks=s.trainable_blocks, head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult,
-                reasons=list(recorded["reasons"]))
+                reasons=list(recorded["reasons"]), image_size=cfg.data.image_size, head_init=s.head_init or "default",
+                recipe=recorded.get("recipe"))
 

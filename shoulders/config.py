@@ -7,7 +7,7 @@ as ``config.json``, so ``RunConfig.load(run_dir)`` repeats the run.
 
 A few fields keep ``None`` as a value of their own, an off switch rather than "unset": ``model.weights`` (the
 automatic sources), ``model.head_hidden`` (a linear head), ``train.patience`` (no early stopping),
-``data.max_per_class`` (no cap).
+``train.budget`` (no budget: the plan stops near its plateau), ``data.max_per_class`` (no cap).
 """
 
 from __future__ import annotations
@@ -60,6 +60,8 @@ class StrategyConfig:
     head_solver: str | None = None  # frozen: lbfgs (convex, regularisation chosen on val) | sgd; None = lbfgs for a
     # linear head, sgd otherwise (fine-tuning strategies train the head by gradient descent: sgd)
     feature_views: int = 4  # frozen with augmentation: augmented views of each training image cached
+    head_init: str | None = None  # full/partial: default (a fresh head) | probe (LP-FT: the linear probe fitted on
+    # frozen features first); None = the plan's
 
 
 @dataclass
@@ -86,6 +88,8 @@ class TrainConfig:
     feature_cache: bool = True  # frozen strategy: reuse pooled features across runs (keyed by content)
     sync_bn: bool = False  # under a launcher with --train-bn: BatchNorm statistics over the global batch (CUDA only)
     progress: bool = True
+    budget: str | None = None  # wall time for the whole run, advice included ("90s", "10m", "1h30m"): the planner
+    # fits input size, epochs, strategy and depth in it and the trainer keeps it; None = the plan's default
 
 
 @dataclass

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 DEFAULT_BATCH_SIZE = 64
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 BAD_IMAGE_POLICIES = ("skip", "error")
+HEAD_INITS = ("default", "probe")  # a fresh head | LP-FT: the linear probe on frozen features
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ def check_names(config: RunConfig) -> None:
     _check_choice("precision", t.precision, PRECISIONS)
     _check_choice("inference_precision", t.inference_precision, PRECISIONS)
     _check_choice("on_bad_image", d.on_bad_image, BAD_IMAGE_POLICIES)
+    _check_choice("head_init", s.head_init, HEAD_INITS)
+    if t.budget is not None:
+        from .planner.budget import parse_budget  # torch-free
+
+        parse_budget(t.budget)
     _check_choice("class_weight", t.class_weight, CLASS_WEIGHTS)
     if d.augment is not None:
         from .data import AUGMENTATIONS
@@ -146,7 +152,9 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     t.backbone_lr_mult = _set(t.backbone_lr_mult, plan.backbone_lr_mult, notes, "backbone_lr_mult")
     t.layer_decay = 1.0 if t.layer_decay is None else t.layer_decay
     d.augment = _set(d.augment, plan.augment, notes, "augment")
-    d.image_size = d.image_size or backbone.image_size
+    d.image_size = _set(d.image_size, plan.image_size, notes, "image_size") or backbone.image_size
+    # LP-FT only where fine-tuning follows: the frozen strategy's head is the probe itself
+    s.head_init = "default" if cls.uses_feature_cache else _set(s.head_init, plan.head_init, notes, "head_init")
     d.crop_pct = d.crop_pct or backbone.crop_pct
     d.batch_size = d.batch_size or DEFAULT_BATCH_SIZE
     d.num_workers = machine.num_workers if d.num_workers is None else d.num_workers
@@ -158,7 +166,8 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     t.class_weight = weighting.mode
     effective = Plan(strategy=name, epochs=t.epochs, lr=t.lr, augment=d.augment, trainable_blocks=s.trainable_blocks,
                      head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult, class_weight=t.class_weight,
-                     reasons=list(plan.reasons) + notes + [weighting.reason])
+                     reasons=list(plan.reasons) + notes + [weighting.reason], image_size=d.image_size,
+                     head_init=s.head_init, recipe=plan.recipe)
     return out, effective
 
 

@@ -205,6 +205,7 @@ def test_train_cancel_resume_then_evaluate_export_and_try(client: TestClient, se
     done = wait_run(client, "r1", lambda r: r["status"] not in ("running", "cancelling"))
     assert done["status"] == "finished", done["log"]
     assert [row["epoch"] for row in done["history"]] == list(range(1, 21))
+    assert any(line.startswith("epoch  20 ") for line in done["log"])  # the command's own lines, on the page
     assert 0 <= done["metrics"]["val_accuracy"] <= 1
     assert client.post("/api/runs", json={"name": "r1"}).status_code == 400  # the name is taken
 

@@ -128,7 +128,11 @@ def test_data_advise_train_try_in_chromium(studio_url: str, browser, tmp_path: P
     browser.get(studio_url)
     find = browser.find_element
 
-    # data: a new data set, two classes, images chosen through each class's drop zone
+    # data: a folder that does not exist is a message; then a new data set, two classes, images through each
+    # class's drop zone
+    find(By.ID, "data-path").send_keys(str(tmp_path / "nowhere"))
+    find(By.CSS_SELECTOR, "#open-form button").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "nowhere does not exist"))
     find(By.ID, "new-name").send_keys("colours")
     find(By.CSS_SELECTOR, "#new-form button").click()
     wait.until(EC.text_to_be_present_in_element((By.ID, "data-summary"), "no images yet"))

@@ -33,6 +33,9 @@ class Plan:
     backbone_lr_mult: float = 0.1  # pretrained blocks' rate = lr × this
     class_weight: str = "none"  # balanced | none: class-balanced loss weights (set by the resolution step)
     reasons: list[str] = field(default_factory=list)
+    image_size: int | None = None  # the planner's input size; None = the backbone's
+    head_init: str = "default"  # default | probe (LP-FT)
+    recipe: dict[str, Any] | None = None  # the planner's recipe: predicted seconds by part, alternatives
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

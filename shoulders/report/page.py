@@ -21,10 +21,9 @@ from string import Template
 from typing import Any, Mapping
 
 from shoulders.report.headline import headline_facts
-from shoulders.run_folder import (ADVICE_NAME, BAD_IMAGES_NAME, CLASSES_NAME, CONFIG_NAME, EVALUATION_NAME,
-                                  HISTORY_NAME, MATRIX_NAME, METRICS_NAME, REPORT_NAME, SPLIT_NAME,
-                                  TOP_LOSSES_NAME)
 from shoulders.report.plots import confusion_figure, figure_png, history_figure
+from shoulders.run_folder import (ADVICE_NAME, BAD_IMAGES_NAME, CLASSES_NAME, CONFIG_NAME, EVALUATION_NAME,
+                                  HISTORY_NAME, MATRIX_NAME, METRICS_NAME, REPORT_NAME, SPLIT_NAME, TOP_LOSSES_NAME)
 
 CONFIG_ORDER = ("backbone", "weights", "data_config", "runtime", "versions")
 BAD_IMAGES_SHOWN = 20

@@ -8,7 +8,6 @@ and still empty, or a data set with one class so far, is a state to show, not an
 
 from __future__ import annotations
 
-import io
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from PIL import Image
 from ..data import Samples, load_data
 from ..data.duplicates import find_duplicates, near_duplicates_available
 from ..data._readers import SPLIT_NAMES, list_csv
-from ..data.images import walk_images
+from ..data.images import verify_image, walk_images
 
 COMMON_SIZES_SHOWN = 5
 
@@ -35,20 +34,12 @@ class _FileFacts:
 
 
 def _inspect(path: str) -> _FileFacts:
-    """One read of the file: its header's size, and PIL's integrity check."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return _FileFacts(path, None, f"cannot read: {exc.strerror or exc}")
-    if not data:
-        return _FileFacts(path, None, "empty file (0 bytes)")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            size = img.size
-            img.verify()
-    except Exception as exc:  # noqa: BLE001 - any failure of PIL means "bad image"
-        return _FileFacts(path, None, f"{type(exc).__name__}: {exc}")
-    return _FileFacts(path, size, None)
+    """The library's integrity check (the reason training would give) and, for a good file, its header's size."""
+    problem = verify_image(path)
+    if problem is not None:
+        return _FileFacts(path, None, problem)
+    with Image.open(path) as img:
+        return _FileFacts(path, img.size, None)
 
 
 def _class_files(directory: Path) -> dict[str, list[str]]:

@@ -158,9 +158,9 @@ class Studio:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
         s = self.settings
+        # no --quiet: the per-epoch lines go to train.log, which the page shows (progress bars stay off in a log)
         options: dict[str, Any] = {"strategy": strategy, "backbone": s.backbone, "weights": s.weights,
-                                   "device": s.device, "quiet": True,
-                                   "epochs": _positive_int(request.get("epochs"), "epochs"),
+                                   "device": s.device, "epochs": _positive_int(request.get("epochs"), "epochs"),
                                    "image_size": _positive_int(request.get("image_size"), "image size")
                                    or s.image_size}
         budget = (request.get("budget") or "").strip()

@@ -37,10 +37,10 @@ def fit_on_features(run: RunContext, resume: bool) -> FitResult:
     phase_info = run.strategy.apply_phase(run.model, Phase("head", cfg.epochs, 0))
     cache = FeatureCache(feature_cache_dir()) if cfg.feature_cache and cache_identity else None
     views = scfg.feature_views if run.config.data.augment != "none" else 1
-    train = _features(run, cache, cache_identity, run.splits.train, views)
-    val = _features(run, cache, cache_identity, run.splits.val, 1)
+    train = road_features(run, cache, cache_identity, run.splits.train, views)
+    val = road_features(run, cache, cache_identity, run.splits.val, 1)
     has_test = run.splits.test is not None and len(run.splits.test) > 0
-    test = _features(run, cache, cache_identity, run.splits.test, 1) if has_test else None
+    test = road_features(run, cache, cache_identity, run.splits.test, 1) if has_test else None
     outcome = None
     if run.dist.is_main:
         history, metrics = _fit_head(run, train, val)
@@ -81,7 +81,7 @@ def _fit_head_lbfgs(run: RunContext, train_x: np.ndarray, train_y: np.ndarray, v
                      "head_C": best["C"]}
 
 
-def _features(run: RunContext, cache: FeatureCache | None, identity: dict[str, Any] | None, samples: Any,
+def road_features(run: RunContext, cache: FeatureCache | None, identity: dict[str, Any] | None, samples: Any,
               views: int) -> tuple[np.ndarray, np.ndarray] | None:
     """Features and labels of ``samples`` on rank 0 (``None`` elsewhere): one eval-transform view, or ``views``
     augmented views stacked. Each process fingerprints and extracts its shard; rank 0 gathers them once and alone

@@ -57,6 +57,7 @@ class RunContext:
     run_dir: Path | None
     dist: DistContext
     cache_identity: dict[str, Any] | None = None  # what identifies the backbone's features (the feature cache's key)
+    deadline: float | None = None  # perf_counter() by which training must end (the budget); None = no limit
     class_weight: tuple[float, ...] | None = None  # per-class loss weights (config.train.class_weight), or none
     train_criterion: nn.Module | None = None  # the training loss (weighted by class_weight); None = criterion
 

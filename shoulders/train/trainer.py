@@ -39,7 +39,7 @@ ROADS.register("features", fit_on_features)
 
 def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: RunConfig, data_config: dict[str, Any],
         *, run_dir: str | Path | None = None, resume: bool = False,
-        cache_identity: dict[str, Any] | None = None) -> FitResult:
+        cache_identity: dict[str, Any] | None = None, deadline: float | None = None) -> FitResult:
     """Trains ``model`` (a ``TransferModel``) in place with ``strategy`` and returns history and metrics.
 
     Args:
@@ -52,6 +52,8 @@ def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: Ru
         resume: continue from ``run_dir``'s checkpoint.
         cache_identity: what identifies the backbone's features (name, weights hash, preprocessing); enables the
             on-disk feature cache of the frozen strategy.
+        deadline: ``time.perf_counter()`` value by which training must end (the planner's budget): the schedule
+            is re-laid over fewer steps when the measured speed falls behind; ``None`` = the planned epochs.
     """
     start = time.perf_counter()
     ctx = init_distributed(config.train.device)
@@ -68,7 +70,7 @@ def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: Ru
     loss_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
     run = RunContext(model, strategy, splits, config, device, precision, train_tf, eval_tf,
                      nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing),
-                     Path(run_dir) if run_dir is not None else None, ctx, cache_identity, weights,
+                     Path(run_dir) if run_dir is not None else None, ctx, cache_identity, deadline, weights,
                      nn.CrossEntropyLoss(weight=loss_weight, label_smoothing=config.train.label_smoothing))
     result = ROADS.get(strategy.road)(run, resume)
     # what ran it (the settings themselves are the resolved config's, recorded once there)

@@ -87,8 +87,10 @@ function renderSummary(s) {
     : d ? `<p class="muted small">No duplicate images${d.near_checked ? " (exact or near)" : " (exact copies; near copies need <code>pip install \"shoulders[dedup]\"</code>)"}.</p>` : "";
   const ready = s.problem ? `<p class="msg warning">Not ready to train: ${esc(s.problem)}</p>`
       : `<p class="msg ok">Ready: ${s.total} images in ${s.classes.length} classes. Next: <a href="#" data-go="advise">advise</a>.</p>`;
-  box.innerHTML = `<h2>${esc(s.source)}</h2><p class="muted">${esc(s.layout)} layout, ${s.total} images,
-      ${s.classes.length} classes</p>${ready}
+  const layout = {pool: "one folder per class, not split (training holds out a stratified 20 % for validation)",
+    folders: `split into ${s.splits.map((x) => x + "/").join(", ")} folders`, csv: "a CSV of path,label"}[s.layout];
+  box.innerHTML = `<h2>${esc(s.source)}</h2><p class="muted">${s.total} images, ${s.classes.length} classes;
+      ${esc(layout)}</p>${ready}
       <table><tr><th>class</th>${splitCols.map((sp) => `<th>${esc(sp)}</th>`).join("")}<th>images</th><th></th><th>bad</th>${editable ? "<th>add</th>" : ""}</tr>${rows}</table>
       ${sizes}${bad}${dups}<div id="upload-report"></div>`;
   box.querySelectorAll(".dropzone").forEach((zone) => wireDrop(zone, (files) => uploadImages(zone.dataset.class, files), true));
@@ -142,7 +144,11 @@ async function uploadImages(className, files) {
 }
 
 $("open-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(async () => {
-  renderSummary((await api("/api/data/open", {body: {path: $("data-path").value.trim()}})).summary);
+  const box = $("data-summary");
+  box.hidden = false;
+  box.innerHTML = '<p class="muted">reading every image of the folder (sizes, bad files, duplicates)…</p>';
+  try { renderSummary((await api("/api/data/open", {body: {path: $("data-path").value.trim()}})).summary); }
+  catch (err) { renderSummary((await api("/api/data")).summary); throw err; }
   await loadSession();
 }); });
 $("new-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(async () => {
