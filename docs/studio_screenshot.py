@@ -3,7 +3,7 @@ Debian package ``dataset-fashion-mnist``) with the bundled ``tf_efficientnet_lit
 chromium through Selenium at 1366×768.
 
     python docs/studio_screenshot.py --out /tmp/studio-shots        # every tab, ~3 min on 2 cores
-    python docs/studio_screenshot.py --out docs --only advise       # the README's picture
+    python docs/studio_screenshot.py --out docs --only advise       # the README's picture (no training), ~1 min
 
 It trains the run with ``--strategy auto`` and 3 epochs, classifies one official test image on the try tab,
 evaluates the run and exports it to ONNX; each tab is saved as ``studio-<tab>.png``.
@@ -77,6 +77,8 @@ def tour(driver: webdriver.Chrome, url: str, test_image: Path, out: Path, only: 
     wait.until(EC.visibility_of_element_located((By.ID, "advise-plan")))
     wait.until(lambda d: d.execute_script("return document.getElementById('advise-matrix').naturalWidth") > 0)
     shot("advise")
+    if only == "advise":  # the README's picture needs no training
+        return
     tab("train")
     find(By.ID, "train-name").send_keys("fashion")
     find(By.ID, "train-epochs").send_keys("3")

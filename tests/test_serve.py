@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import socket
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -102,6 +103,24 @@ def test_prediction_equals_predict_top_k_for_every_mode(client: TestClient, serv
     assert len(got.json()[0]["top_k"]) == 3  # the server's default top_k, like the CLI's
 
 
+def test_a_run_with_test_time_augmentation_is_served_with_it(tmp_path: Path, images: dict[str, Path]) -> None:
+    x, y, classes = colour_images(6)
+    cfg = RunConfig()
+    cfg.data.hflip = True  # trained with flips: the run's rule turns TTA on for predict_top_k, so serve uses it
+    clf = TransferClassifier(backbone=TINY, strategy="frozen", pretrained=False, image_size=32, progress=False,
+                             config=cfg).fit(x, np.asarray(classes)[y], out_dir=tmp_path / "run")
+    served = ServedModel(tmp_path / "run")
+    assert served.views and len(served.views) > 1
+    with TestClient(create_app(served)) as client:
+        info = client.get("/info").json()
+        assert info["tta"]["enabled"] and info["tta"]["views"] == [v.name for v in served.views]
+        path = images["RGB"]
+        got = client.post("/predict", files={"files": (path.name, path.read_bytes())}).json()
+    assert_rows_match(got, TransferClassifier.load(tmp_path / "run").predict_top_k(str(path)), [path.name])
+    plain = TransferClassifier.load(tmp_path / "run").predict_top_k(str(path), tta=False)
+    assert got[0]["top_k"][0]["probability"] != plain[0]["top_k"][0]["probability"]  # the views changed it
+
+
 def _png(size: tuple[int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", size, (200, 10, 10)).save(buffer, format="PNG")
@@ -135,6 +154,18 @@ def test_every_bad_input_is_a_4xx_json_error_and_the_server_lives_on(client: Tes
     assert words in response.json()["detail"]
     assert client.get("/health").json()["status"] == "ok"
     assert client.post("/predict", files={"files": ("ok.png", PNG)}).status_code == 200
+
+
+def test_a_chunked_body_is_cut_off_at_the_size_limit(client: TestClient) -> None:
+    """No Content-Length to refuse up front: the body is counted as it arrives (multipart and JSON alike)."""
+    head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+    bodies = {"multipart/form-data; boundary=b": iter([head] + [b"\0" * 5000] * 6 + [b"\r\n--b--\r\n"]),
+              "application/json": iter([b'{"images": [{"data": "', b"A" * 30_000, b'"}]}'])}
+    for content_type, chunks in bodies.items():
+        response = client.post("/predict", content=chunks, headers={"content-type": content_type})
+        assert response.request.headers.get("transfer-encoding") == "chunked"
+        assert response.status_code == 413 and "over the limit of 20,000 bytes" in response.json()["detail"]
+    assert client.get("/health").json()["status"] == "ok"
 
 
 def test_bad_top_k_is_a_422(client: TestClient) -> None:
@@ -250,3 +281,10 @@ def test_missing_or_damaged_run_folder_stops_at_start(tmp_path: Path, run_dir: P
 def test_flags_are_checked_before_loading(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["serve", str(tmp_path), "--max-batch", "0"]) == 1
     assert "--max-batch is out of range" in capsys.readouterr().err
+
+
+def test_without_the_serve_extra_the_command_says_what_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setitem(sys.modules, "fastapi", None)  # what `import fastapi` finds when it is not installed
+    assert main(["serve", str(tmp_path)]) == 1
+    assert "pip install 'shoulders[serve]'" in capsys.readouterr().err

@@ -29,6 +29,9 @@ from shoulders.studio.jobs import train_command  # noqa: E402
 from shoulders.studio.planning import train_takes_budget  # noqa: E402
 
 
+OWN_PAGE = {"X-Shoulders-Studio": "1"}  # what the studio's page sends with every request
+
+
 def png_bytes(colour: tuple[int, int, int], size: int = 16) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
@@ -57,7 +60,7 @@ def client(settings: Settings, image_folder: Path, monkeypatch: pytest.MonkeyPat
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # likewise for the advice, evaluation and export that run in this process
     settings.workspace.mkdir(parents=True)
-    yield TestClient(create_app(Studio(settings, data=str(image_folder))))
+    yield TestClient(create_app(Studio(settings, data=str(image_folder))), headers=OWN_PAGE)
     torch.set_num_threads(threads)
 
 
@@ -99,9 +102,28 @@ def test_summary_counts_sizes_bad_images_and_duplicates(client: TestClient, imag
     assert counts == {"blue": 13, "green": 12, "red": 13}
     assert summary["sizes"]["min"] == [16, 16] and summary["sizes"]["common"] == [{"size": "16×16", "count": 37}]
     assert [Path(b["path"]).name for b in summary["bad_images"]] == ["broken.png"]
-    assert summary["duplicate_groups"] == 1
-    assert sorted(Path(p).name for p in summary["duplicates"][0]) == ["000.png", "copy.png"]
+    duplicates = summary["duplicates"]
+    assert len(duplicates["exact"]) == 1 and duplicates["counts"]["train_within"] == 1
+    assert sorted(Path(m["image"]).name for m in duplicates["exact"][0]) == ["000.png", "copy.png"]
+    assert "1 repeated training image" in duplicates["summary"]
     assert summary["problem"] is None  # bad files are skipped by training, so the set is still trainable
+
+
+def test_summary_of_a_split_folder_and_a_csv(client: TestClient, tmp_path: Path) -> None:
+    root = tmp_path / "split"
+    for split, n in (("train", 4), ("test", 2)):
+        for name, colour in (("cat", (200, 0, 0)), ("dog", (0, 0, 200))):
+            (root / split / name).mkdir(parents=True)
+            for i in range(n):
+                (root / split / name / f"{i}.png").write_bytes(png_bytes((colour[0], i, colour[2])))
+    summary = client.post("/api/data/open", json={"path": str(root)}).json()["summary"]
+    assert summary["layout"] == "folders" and summary["splits"] == ["test", "train"]
+    assert summary["classes"][0] == {"name": "cat", "count": 6, "splits": {"test": 2, "train": 4}, "bad": 0}
+    csv = tmp_path / "labels.csv"
+    csv.write_text("path,label\n" + "".join(f"split/train/{c}/{i}.png,{c}\n" for c in ("cat", "dog") for i in range(4)))
+    summary = client.post("/api/data/open", json={"path": str(csv)}).json()["summary"]
+    assert summary["layout"] == "csv" and [c["count"] for c in summary["classes"]] == [4, 4]
+    assert summary["problem"] is None and client.get("/api/session").json()["data"] == str(csv)
 
 
 def test_open_missing_folder_is_a_clear_404(client: TestClient, tmp_path: Path) -> None:
@@ -133,11 +155,12 @@ def test_build_a_data_set_in_the_browser(client: TestClient, settings: Settings)
 def test_uploads_have_the_serve_limits_and_messages(settings: Settings, image_folder: Path) -> None:
     settings.upload_limits = UploadLimits(max_files=2, max_request_bytes=4000, max_pixels=40 * 40)
     settings.workspace.mkdir(parents=True)
-    client = TestClient(create_app(Studio(settings, data=str(image_folder))))
+    client = TestClient(create_app(Studio(settings, data=str(image_folder))), headers=OWN_PAGE)
     many = [("images", (f"r{i}.png", png_bytes((200, 0, 0)), "image/png")) for i in range(3)]
     r = client.post("/api/data/classes/red/images", files=many)
     assert r.status_code == 413 and "3 images in one request; the limit is 2" in r.json()["error"]
-    r = client.post("/api/data/classes/red/images", files=[("images", ("big.png", png_bytes((9, 9, 9), 64), "image/png"))])
+    big = [("images", ("big.png", png_bytes((9, 9, 9), 64), "image/png"))]
+    r = client.post("/api/data/classes/red/images", files=big)
     assert "big.png' is 64×64 = 4,096 pixels; the limit is 1,600" in r.json()["rejected"][0]["error"]
     noise = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(noise, "PNG")
@@ -182,6 +205,7 @@ def test_train_cancel_resume_then_evaluate_export_and_try(client: TestClient, se
     done = wait_run(client, "r1", lambda r: r["status"] not in ("running", "cancelling"))
     assert done["status"] == "finished", done["log"]
     assert [row["epoch"] for row in done["history"]] == list(range(1, 21))
+    assert any(line.startswith("epoch  20 ") for line in done["log"])  # the command's own lines, on the page
     assert 0 <= done["metrics"]["val_accuracy"] <= 1
     assert client.post("/api/runs", json={"name": "r1"}).status_code == 400  # the name is taken
 
@@ -211,6 +235,17 @@ def test_train_cancel_resume_then_evaluate_export_and_try(client: TestClient, se
     download = client.get(f"/api/runs/r1/files/{ex['result']['file']}")
     assert download.status_code == 200 and len(download.content) > 1000
     assert {r["name"] for r in client.get("/api/runs").json()["runs"]} == {"r1"}
+
+
+def test_only_the_own_page_changes_anything(settings: Settings, image_folder: Path) -> None:
+    settings.workspace.mkdir(parents=True)
+    app = create_app(Studio(settings, data=str(image_folder)), allowed_hosts=["127.0.0.1"])
+    other_site = TestClient(app, base_url="http://127.0.0.1")
+    r = other_site.post("/api/runs", data={"name": "x"})  # a form another web page could post here
+    assert r.status_code == 403 and "own page" in r.json()["error"]
+    assert other_site.get("/api/session").status_code == 200
+    rebound = TestClient(app, base_url="http://evil.example", headers=OWN_PAGE)
+    assert rebound.get("/api/session").status_code == 400  # a Host that is not this computer
 
 
 def test_bad_training_requests_say_what_to_do(client: TestClient) -> None:

@@ -60,7 +60,8 @@ def data_fact(config: Any, advice: Any, evaluation: Mapping[str, Any] | None, sp
         bits.append(f"from {source}")
     n = _get(evaluation, "metrics", "n_samples")
     if isinstance(n, int):
-        bits.append(f"evaluated on {n} {evaluation.get('split', '')} images".replace("  ", " "))
+        split = evaluation.get("split")
+        bits.append(f"evaluated on {n} {split} images" if split in ("test", "val", "train") else f"evaluated on {n} images")
     size = _get(config, "data_config", "input_size")
     if isinstance(size, list) and len(size) == 3:
         bits.append(f"at {size[1]}×{size[2]} px")
@@ -89,8 +90,9 @@ def plan_fact(config: Any, advice: Any) -> Fact | None:
         sentence += f", {augment} augmentation"
     if isinstance(epochs, int) and strategy != "frozen":
         sentence += f", {epochs} epochs"
-    if isinstance(config.get("backbone"), str):
-        sentence += f", on {config['backbone']}"
+    backbone = _get(resolved, "model", "backbone") or config.get("backbone")  # older folders: at the top level
+    if isinstance(backbone, str):
+        sentence += f", on {backbone}"
     quadrant = _get(advice, "quadrant")
     sentence += f" — chosen by the advisor (quadrant {quadrant})" if quadrant else " — chosen by hand"
     return ("plan", sentence, True)

@@ -49,7 +49,9 @@ class ServedModel:
         self.run_dir = Path(run_dir)
         self.classifier = TransferClassifier.load(self.run_dir, device=device)
         self.inference = self.classifier.inference()
-        self.model = self.classifier.model_.to(self.inference.device).eval()
+        self.views = self.classifier.tta_views()  # the run's test-time augmentation rule, as predict_top_k's
+        self.model = self.classifier.model_.to(self.inference.device, memory_format=self.inference.memory_format)
+        self.model.eval()
         self.model_sha256 = file_sha256(self.run_dir / MODEL_NAME)
 
     @property
@@ -61,11 +63,13 @@ class ServedModel:
         return Prepared(name, self.inference.transform(image))
 
     def probabilities(self, batch: list[Prepared]) -> list[np.ndarray]:
-        """One forward over the batch, in the run's precision and memory layout: a probability row per image.
+        """One forward over the batch (per test-time view, where the run uses TTA), in the run's precision and
+        memory layout: a probability row per image.
 
         This is the micro-batcher's function; each request then takes its own top-k (:meth:`rows`)."""
         images = torch.stack([p.tensor for p in batch])
-        return list(self.inference.probabilities(self.model, [(images, torch.zeros(len(batch), dtype=torch.long))]))
+        targets = torch.zeros(len(batch), dtype=torch.long)
+        return list(self.inference.probabilities(self.model, [(images, targets)], views=self.views))
 
     def rows(self, names: list[str], probabilities: list[np.ndarray], k: int) -> list[dict[str, Any]]:
         """The rows of ``shoulders predict --json`` for one request: ``path`` (the upload's name), ``label``,
@@ -89,5 +93,6 @@ class ServedModel:
             "device": str(inf.device),
             "precision": inf.precision.inference,
             "channels_last": inf.channels_last,
+            "tta": clf.tta_decision().to_dict(),
             "metrics": clf.metrics_,
         }

@@ -15,6 +15,7 @@ from typing import Any
 from fastapi import Body, FastAPI, File, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.concurrency import run_in_threadpool
 
 from ..serve.uploads import RequestSizeLimit, UploadError
@@ -22,6 +23,7 @@ from .planning import budget_table_available, train_takes_budget
 from .state import MATRIX_FILE, Studio
 
 STATIC = Path(str(files("shoulders.studio") / "static"))
+STUDIO_HEADER = "X-Shoulders-Studio"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -55,10 +57,26 @@ async def _read_uploads(uploads: list[UploadFile]) -> list[tuple[str, bytes]]:
     return [(upload.filename or "upload", await upload.read()) for upload in uploads]
 
 
-def create_app(studio: Studio) -> FastAPI:
-    """The FastAPI application serving ``studio``."""
+def _guard_requests(app: FastAPI, allowed_hosts: list[str] | None) -> None:
+    """Only the studio's own page may change anything: every POST carries ``X-Shoulders-Studio: 1``, a header
+    another web site's page cannot send to this address without the CORS permission the studio never gives. With
+    ``allowed_hosts`` (a loopback bind), a request naming another host (DNS rebinding) is refused too."""
+
+    @app.middleware("http")
+    async def _own_page_only(request: Request, call_next: Any) -> Any:
+        if request.method not in ("GET", "HEAD") and request.headers.get(STUDIO_HEADER) != "1":
+            return _error(403, f"changes come from the studio's own page (header {STUDIO_HEADER}: 1)")
+        return await call_next(request)
+
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+
+def create_app(studio: Studio, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The FastAPI application serving ``studio``; ``allowed_hosts`` limits the ``Host`` header it answers."""
     app = FastAPI(title="shoulders studio", docs_url=None, redoc_url=None, openapi_url=None)
     _install_error_handlers(app)
+    _guard_requests(app, allowed_hosts)
     app.add_middleware(RequestSizeLimit, limits=studio.settings.upload_limits)
     _data_routes(app, studio)
     _run_routes(app, studio)

@@ -16,9 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..data.images import safe_dirname
-from ..run_folder import is_run_folder
-from ..train.checkpoint import CHECKPOINT_NAME
-from ..train.history import read_history
+from ..run_folder import CHECKPOINT_NAME, is_run_folder, read_history
 from .dataset import summarize
 from .jobs import Tasks, TrainJob, log_tail, read_job
 from .planning import budget_table, budget_table_available, train_takes_budget
@@ -160,9 +158,9 @@ class Studio:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
         s = self.settings
+        # no --quiet: the per-epoch lines go to train.log, which the page shows (progress bars stay off in a log)
         options: dict[str, Any] = {"strategy": strategy, "backbone": s.backbone, "weights": s.weights,
-                                   "device": s.device, "quiet": True,
-                                   "epochs": _positive_int(request.get("epochs"), "epochs"),
+                                   "device": s.device, "epochs": _positive_int(request.get("epochs"), "epochs"),
                                    "image_size": _positive_int(request.get("image_size"), "image size")
                                    or s.image_size}
         budget = (request.get("budget") or "").strip()
@@ -314,6 +312,6 @@ def _positive_int(value: Any, what: str) -> int | None:
 
 
 def _read_json(path: Path) -> Any:
-    from ..config import load_json
+    from ..run_folder import load_json
 
     return load_json(path) if path.is_file() else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import time
 from typing import Iterable
 
@@ -50,7 +51,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             lr = optimizer.param_groups[0]["lr"]
             raise TrainingDivergedError(
                 f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the learning rate "
-                f"({lr:.2g} for the head) is probably too high: try --lr {lr / 10:.2g}, or check the data for "
+                f"({lr:.2g} for the head) is probably too high: try lr={lr / 10:.2g}, or check the data for "
                 f"extreme values")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -151,4 +152,5 @@ def set_epoch_seed(seed: int, epoch: int) -> torch.Generator:
     """Seeds every random source from (seed, epoch) alone, so a resumed run replays an uninterrupted one."""
     torch.manual_seed(seed * 1000 + epoch)
     np.random.seed((seed * 1000 + epoch) % 2**32)
+    random.seed(seed * 1000 + epoch)  # torchvision's and timm's transforms draw from Python's own generator too
     return torch.Generator().manual_seed(seed * 1000 + epoch)

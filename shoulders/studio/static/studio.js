@@ -9,11 +9,12 @@ const state = {session: null, run: null, runs: [], poll: null};
 
 // -- talking to the server -----------------------------------------------------------------------------------
 async function api(path, options = {}) {
-  const init = {method: options.method || (options.body !== undefined ? "POST" : "GET")};
+  // the header marks requests from this page (the server refuses changes without it)
+  const init = {method: options.method || (options.body !== undefined ? "POST" : "GET"), headers: {"X-Shoulders-Studio": "1"}};
   if (options.body instanceof FormData) init.body = options.body;
   else if (options.body !== undefined) {
     init.body = JSON.stringify(options.body);
-    init.headers = {"Content-Type": "application/json"};
+    init.headers["Content-Type"] = "application/json";
   }
   let response;
   try { response = await fetch(path, init); } catch (e) { throw new Error("the studio server does not answer: is `shoulders studio` still running?"); }
@@ -79,12 +80,17 @@ function renderSummary(s) {
       ${s.sizes.common.map((c) => `${esc(c.size)} (${c.count})`).join(", ")}</p>` : "";
   const bad = s.bad_images.length ? `<h3>Unreadable images (${s.bad_images.length}) — training skips them</h3><ul class="files">
       ${s.bad_images.slice(0, 20).map((b) => `<li><code>${esc(b.path)}</code>: ${esc(b.reason)}</li>`).join("")}</ul>` : "";
-  const dups = s.duplicate_groups ? `<h3>Identical files (${s.duplicate_groups} group${s.duplicate_groups > 1 ? "s" : ""})</h3><ul class="files">
-      ${s.duplicates.map((g) => `<li>${g.map((p) => `<code>${esc(p)}</code>`).join(" = ")}</li>`).join("")}</ul>` : "";
+  const d = s.duplicates, split = (m) => (s.splits.length > 1 ? `${esc(m.split)}: ` : "");
+  const dups = d && (d.exact.length || d.near.length) ? `<h3>Duplicates</h3><p>${esc(d.summary)}</p><ul class="files">
+      ${d.exact.slice(0, 20).map((g) => `<li>${g.map((m) => `${split(m)}<code>${esc(m.image)}</code>`).join(" = ")}</li>`).join("")}
+      ${d.near.slice(0, 20).map((p) => `<li>${split(p.a)}<code>${esc(p.a.image)}</code> ≈ ${split(p.b)}<code>${esc(p.b.image)}</code> (${p.distance} bits apart)</li>`).join("")}</ul>`
+    : d ? `<p class="muted small">No duplicate images${d.near_checked ? " (exact or near)" : " (exact copies; near copies need <code>pip install \"shoulders[dedup]\"</code>)"}.</p>` : "";
   const ready = s.problem ? `<p class="msg warning">Not ready to train: ${esc(s.problem)}</p>`
       : `<p class="msg ok">Ready: ${s.total} images in ${s.classes.length} classes. Next: <a href="#" data-go="advise">advise</a>.</p>`;
-  box.innerHTML = `<h2>${esc(s.source)}</h2><p class="muted">${esc(s.layout)} layout, ${s.total} images,
-      ${s.classes.length} classes</p>${ready}
+  const layout = {pool: "one folder per class, not split (training holds out a stratified 20 % for validation)",
+    folders: `split into ${s.splits.map((x) => x + "/").join(", ")} folders`, csv: "a CSV of path,label"}[s.layout];
+  box.innerHTML = `<h2>${esc(s.source)}</h2><p class="muted">${s.total} images, ${s.classes.length} classes;
+      ${esc(layout)}</p>${ready}
       <table><tr><th>class</th>${splitCols.map((sp) => `<th>${esc(sp)}</th>`).join("")}<th>images</th><th></th><th>bad</th>${editable ? "<th>add</th>" : ""}</tr>${rows}</table>
       ${sizes}${bad}${dups}<div id="upload-report"></div>`;
   box.querySelectorAll(".dropzone").forEach((zone) => wireDrop(zone, (files) => uploadImages(zone.dataset.class, files), true));
@@ -138,7 +144,11 @@ async function uploadImages(className, files) {
 }
 
 $("open-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(async () => {
-  renderSummary((await api("/api/data/open", {body: {path: $("data-path").value.trim()}})).summary);
+  const box = $("data-summary");
+  box.hidden = false;
+  box.innerHTML = '<p class="muted">reading every image of the folder (sizes, bad files, duplicates)…</p>';
+  try { renderSummary((await api("/api/data/open", {body: {path: $("data-path").value.trim()}})).summary); }
+  catch (err) { renderSummary((await api("/api/data")).summary); throw err; }
   await loadSession();
 }); });
 $("new-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(async () => {
@@ -168,7 +178,7 @@ function renderAdvice(result) {
       <b>${p.epochs}</b> epochs${p.head_epochs ? ` (${p.head_epochs} head-only first)` : ""} —
       measured on ${a.sample_size} images at ${a.image_size} px in ${fmt(a.seconds, 1)} s.</p>
     <h3>Why</h3><ul>${a.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>
-    <p class="muted small">${esc(a.similarity_method)}</p>`;
+    <p class="muted small">${esc(a.similarity_method)}. Advice for <code>${esc(result.data)}</code>.</p>`;
   $("advise-measurements").innerHTML = "<h3>Every measurement</h3>" + table(["name", "value", "threshold", "meaning"],
     Object.values(a.measurements).map((m) => [m.name, m.value ?? "–", m.threshold ?? "", m.meaning]));
   $("advise-blocks").innerHTML = a.depth_probe.length ? "<h3>Per block (bottom to top)</h3>" + table(["block", "probe accuracy", "similarity"],
@@ -331,7 +341,7 @@ async function classify(file) {
     let r;
     try { r = await api(`/api/runs/${encodeURIComponent(name)}/predict`, {body: form}); } catch (e) {
       preview.hidden = true;
-      $("try-result").innerHTML = "";
+      $("try-result").innerHTML = `<p class="muted">No prediction: ${esc(e.message)}</p>`;
       throw e;
     }
     $("try-result").innerHTML = `<h2 class="prediction">${esc(r.label)}</h2><p class="muted">${esc(r.file)} (${r.size.join("×")}) — run ${esc(r.run)}</p>` +
