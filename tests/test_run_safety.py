@@ -21,7 +21,7 @@ from conftest import TINY
 
 ARGS = ["--backbone", TINY, "--no-pretrained", "--image-size", "32", "--quiet", "--precision", "fp32",
         "--num-workers", "0", "--seed", "1"]
-FULL = ["--strategy", "full", "--epochs", "12", "--batch-size", "8", "--head-epochs", "1"]
+FULL = ["--strategy", "full", "--epochs", "6", "--batch-size", "8", "--head-epochs", "1"]
 SLOW = """
 import sys, time
 from shoulders.cli import main
@@ -30,7 +30,7 @@ from shoulders.train import finetune
 original = finetune._run_epoch
 
 def slow(*args, **kwargs):  # the same epoch, slower: time for the test to act while the run is in progress
-    time.sleep(0.4)
+    time.sleep(0.5)
     return original(*args, **kwargs)
 
 finetune._run_epoch = slow
