@@ -166,7 +166,7 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     t.class_weight = weighting.mode
     effective = Plan(strategy=name, epochs=t.epochs, lr=t.lr, augment=d.augment, trainable_blocks=s.trainable_blocks,
                      head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult, class_weight=t.class_weight,
-                     reasons=list(plan.reasons) + [weighting.reason] + notes, image_size=d.image_size,
+                     reasons=list(plan.reasons) + [r for r in (weighting.reason,) if r] + notes, image_size=d.image_size,
                      head_init=s.head_init, recipe=plan.recipe)
     return out, effective
 
@@ -177,7 +177,7 @@ def _class_weight(setting: str, train_labels: Any, num_classes: int) -> Any:
 
     if train_labels is None or not num_classes:  # nothing to measure: only an explicit choice can hold
         mode = "none" if setting == "auto" else setting
-        return ClassWeighting(mode, None, float("nan"), f"class weights: {mode} (no training labels to measure)")
+        return ClassWeighting(mode, None, float("nan"), "")
     return resolve_class_weight(setting, train_labels, num_classes)
 
 
