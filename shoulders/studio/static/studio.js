@@ -255,7 +255,8 @@ function renderRun(run) {
   $("train-resume").hidden = !run.resumable;
   const last = h[h.length - 1];
   const m = run.metrics;
-  $("run-summary").innerHTML = (last ? `epoch ${last.epoch}: train loss ${fmt(last.train_loss)}, val accuracy ${pct(last.val_accuracy)}. ` : "No epoch finished yet. ") +
+  const plan = run.log.filter((line) => line.startsWith("plan:")).pop();  // the planner's prediction, when it ran
+  $("run-summary").innerHTML = (plan ? `<b>${esc(plan)}</b><br>` : "") + (last ? `epoch ${last.epoch}: train loss ${fmt(last.train_loss)}, val accuracy ${pct(last.val_accuracy)}. ` : "No epoch finished yet. ") +
     (m ? `<b>Best val accuracy ${pct(m.val_accuracy)}</b>${m.test_accuracy !== undefined ? `, test ${pct(m.test_accuracy)}` : ""}. ` : "") +
     `<span class="muted">Run folder: <code>${esc(run.path)}</code></span>` +
     (run.finished ? ` — next: <a href="#" data-go="try">try it</a> or <a href="#" data-go="evaluate">evaluate it</a>.` : "");
