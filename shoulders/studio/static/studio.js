@@ -183,7 +183,7 @@ function renderAdvice(result) {
     Object.values(a.measurements).map((m) => [m.name, m.value ?? "–", m.threshold ?? "", m.meaning]));
   $("advise-blocks").innerHTML = a.depth_probe.length ? "<h3>Per block (bottom to top)</h3>" + table(["block", "probe accuracy", "similarity"],
     a.depth_probe.map((r) => [r.block, r.probe_accuracy ?? "–", r.similarity ?? "–"])) : "";
-  $("train-note").textContent = `The advisor's plan: ${p.strategy}${depth}, ${p.epochs} epochs. Leave epochs empty to follow it.`;
+  $("train-note").textContent = `The advisor's plan: ${p.strategy}${depth}, ${p.epochs} epochs. With strategy auto, training plans again (this machine's speed included) and prints its prediction in the log.`;
 }
 
 function renderBudgetTable(rows) {
@@ -217,7 +217,7 @@ function niceTop(max) {
   return 4 * mag * [1, 2, 2.5, 5, 10].find((m) => 4 * m * mag >= max * 1.02);
 }
 
-function chart(svg, title, series, yMax) {
+function chart(svg, title, series, yMax, xLabel = "epoch") {
   const W = 420, H = 230, L = 44, R = 10, T = 22, B = 30;
   const pts = series.flatMap((s) => s.points).filter((p) => isFinite(p[1]));
   const xMax = Math.max(1, ...pts.map((p) => p[0]));
@@ -230,7 +230,7 @@ function chart(svg, title, series, yMax) {
     out += `<line x1="${L}" x2="${W - R}" y1="${y(v)}" y2="${y(v)}" class="grid"/><text x="${L - 4}" y="${y(v) + 4}" class="tick" text-anchor="end">${v.toFixed(top < 2 ? 2 : 1)}</text>`;
   }
   for (let e = 1; e <= xMax; e += Math.max(1, Math.ceil(xMax / 10))) out += `<text x="${x(e)}" y="${H - 12}" class="tick" text-anchor="middle">${e}</text>`;
-  out += `<text x="${(L + W) / 2}" y="${H - 1}" class="tick" text-anchor="middle">epoch</text>`;
+  out += `<text x="${(L + W) / 2}" y="${H - 1}" class="tick" text-anchor="middle">${esc(xLabel)}</text>`;
   series.forEach((s, i) => {
     const good = s.points.filter((p) => isFinite(p[1]));
     if (good.length) {
@@ -246,8 +246,11 @@ function renderRun(run) {
   state.run = run.name;
   const h = run.history;
   const series = (key) => h.map((r) => [r.epoch, typeof r[key] === "number" ? r[key] : NaN]);
-  chart($("chart-loss"), "loss", [{name: "train", color: "#3a6ea5", points: series("train_loss")}, {name: "val", color: "#d2691e", points: series("val_loss")}]);
-  chart($("chart-acc"), "accuracy", [{name: "train", color: "#3a6ea5", points: series("train_accuracy")}, {name: "val", color: "#d2691e", points: series("val_accuracy")}], 1);
+  // the frozen strategy's L-BFGS head: one row per regularisation strength tried, not epochs
+  const search = h.length > 0 && typeof h[0].C === "number";
+  const x = search ? "head fit: regularisation step (C)" : "epoch";
+  chart($("chart-loss"), "loss", [{name: "train", color: "#3a6ea5", points: series("train_loss")}, {name: "val", color: "#d2691e", points: series("val_loss")}], undefined, x);
+  chart($("chart-acc"), "accuracy", [{name: "train", color: "#3a6ea5", points: series("train_accuracy")}, {name: "val", color: "#d2691e", points: series("val_accuracy")}], 1, x);
   const badge = $("run-status");
   badge.textContent = run.status;
   badge.className = "badge " + run.status;
@@ -255,7 +258,8 @@ function renderRun(run) {
   $("train-resume").hidden = !run.resumable;
   const last = h[h.length - 1];
   const m = run.metrics;
-  $("run-summary").innerHTML = (last ? `epoch ${last.epoch}: train loss ${fmt(last.train_loss)}, val accuracy ${pct(last.val_accuracy)}. ` : "No epoch finished yet. ") +
+  const plan = run.log.filter((line) => line.startsWith("plan:")).pop();  // the planner's prediction, when it ran
+  $("run-summary").innerHTML = (plan ? `<b>${esc(plan)}</b><br>` : "") + (last ? `${search ? "step" : "epoch"} ${last.epoch}: train loss ${fmt(last.train_loss)}, val accuracy ${pct(last.val_accuracy)}. ` : "No epoch finished yet. ") +
     (m ? `<b>Best val accuracy ${pct(m.val_accuracy)}</b>${m.test_accuracy !== undefined ? `, test ${pct(m.test_accuracy)}` : ""}. ` : "") +
     `<span class="muted">Run folder: <code>${esc(run.path)}</code></span>` +
     (run.finished ? ` — next: <a href="#" data-go="try">try it</a> or <a href="#" data-go="evaluate">evaluate it</a>.` : "");
