@@ -20,7 +20,12 @@ BENCHMARKS = {  # name → (module, what it measures); run in this order
     "peers": ("benchmarks.peers", "fastai fine_tune and the Keras-guide recipe, side by side"),
     "scaling": ("benchmarks.scaling", "wall time and peak memory as the training set grows"),
     "advisor_cost": ("benchmarks.advisor_cost", "the advisor's wall time vs the brute-force search"),
+    "head_solver": ("benchmarks.head_solver", "the frozen head: scikit-learn's solver vs the torch one, same features"),
     "tta": ("benchmarks.tta", "test-time augmentation: accuracy with and without, time per image"),
+    "imbalance": ("benchmarks.imbalance", "long-tailed Fashion-MNIST with and without class-balanced weights"),
+    "startup": ("benchmarks.startup", "where people wait: CLI start-up, a 60k frozen fit, cached reruns, "
+                "prediction; before/after"),
+    "serve_load": ("benchmarks.serve_load", "shoulders serve under 8 concurrent clients, batched vs one at a time"),
 }
 
 

@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import cli_types as T
 from .cache_cli import cache_args, run_cache
 from .config import DEFAULT_BACKBONE
+from .train_cli import flag_message, train_args as _train_args, train as _train, training_summary  # noqa: F401
 from .studio.command import add_arguments as _studio_args, run as _studio
+from .serve.command import HELP as SERVE_HELP, serve_args, serve_command
 
 # glibc's default malloc returns large activation buffers to the OS after every step (≈18 M page faults per run);
 # keeping them mapped made training and inference ≈3x faster on this kind of machine (FINDINGS). The setting only
@@ -21,7 +24,7 @@ GLIBC_TUNABLES = "glibc.malloc.mmap_max=0:glibc.malloc.trim_threshold=4000000000
 # fraction of a second, which a second interpreter start would double. Nothing heavy (torch, timm) is imported
 # before this decision: this module imports only the standard library and ``config`` at the top, and each
 # command imports what it needs when it runs.
-NETWORK_COMMANDS = frozenset({"train", "predict", "evaluate", "advise", "demo", "export", "studio"})
+NETWORK_COMMANDS = frozenset({"train", "predict", "evaluate", "advise", "demo", "export", "studio", "serve"})
 
 
 def _reexec_with_malloc_tuning(argv: Sequence[str]) -> None:
@@ -54,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         if os.environ.get("SHOULDERS_DEBUG"):
             raise
-        print(f"shoulders: error: {e}", file=sys.stderr)
+        print(f"shoulders: error: {flag_message(str(e))}", file=sys.stderr)
         return 1
 
 
@@ -98,149 +101,46 @@ def _advise_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="the backbone to advise for (default %(default)s)")
     p.add_argument("--backbones", help="comma-separated candidates to rank by LogME; the advice is for the best")
     p.add_argument("--weights", help="weights file for --backbone")
-    p.add_argument("--image-size", type=int, help="training input size in pixels (default: the backbone's)")
-    p.add_argument("--sample-size", type=int, default=300, help="images measured, at most (default %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="which images are sampled (default 0)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--image-size", type=T.IMAGE_SIZE, help="training input size in pixels (default: the backbone's)")
+    p.add_argument("--sample-size", type=T.int_at_least(10, "images to measure"), default=300, help="images measured, at most (default %(default)s)")
+    p.add_argument("--seed", type=T.NON_NEGATIVE_INT, default=0, help="which images are sampled (default 0)")
+    p.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--matrix", metavar="PNG", help="also write the size-similarity matrix picture here")
+    p.add_argument("--budget", type=T.budget, action="append",
+                   help="a budget to plan for (repeatable; default: a table from 1 min to 1 h)")
+    p.add_argument("--no-recipes", dest="recipes", action="store_false",
+                   help="skip the budget table (it probes this machine's speed once, then reads the cache)")
     p.add_argument("--json", action="store_true", help="print the advice as JSON")
 
 
 def _advise(args: argparse.Namespace) -> int:
     from .advisor import advise
 
-    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones else None
-    advice = advise(args.data, backbone=args.backbone, backbones=backbones, weights=args.weights,
+    backbones = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones is not None else None
+    if backbones == []:
+        raise ValueError("--backbones names no backbone; give comma-separated names, e.g. --backbones "
+                         "tf_efficientnet_lite0,resnet50 (see `shoulders zoo`)")
+    from .data import load_data
+
+    splits = load_data(args.data, seed=args.seed)
+    advice = advise(splits, backbone=args.backbone, backbones=backbones, weights=args.weights,
                     image_size=args.image_size, sample_size=args.sample_size, seed=args.seed, device=args.device,
                     progress=False)
     if args.matrix:
         advice.save_matrix(args.matrix)
-    print(json.dumps(advice.to_dict(), indent=2) if args.json else advice.report())
+    recipes = None
+    if args.recipes:
+        from .planner.budget import parse_budget
+        from .planner.plan_run import DEFAULT_TABLE_BUDGETS, recipes_by_budget, table_text
+
+        budgets = [parse_budget(b) for b in args.budget] if args.budget else DEFAULT_TABLE_BUDGETS
+        recipes = recipes_by_budget(splits, advice, weights=args.weights if not backbones else None,
+                                    device=args.device, budgets=budgets, seed=args.seed)
+    if args.json:
+        print(json.dumps({**advice.to_dict(), "recipes": recipes}, indent=2))
+    else:
+        print(advice.report() + ("\n\nbudget → plan on this machine\n" + table_text(recipes) if recipes else ""))
     return 0
-
-
-# -- train ---------------------------------------------------------------------------------------------------------
-def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="image folder (DATA/<class>/*, optionally with train/ val/ test/) or a CSV path,label")
-    p.add_argument("--out", required=True, help="run folder to write (model, config, metrics, history)")
-    p.add_argument("--strategy", default="auto", help="auto (measure and choose) | full | partial | frozen")
-    p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="see `shoulders zoo` (default %(default)s)")
-    p.add_argument("--weights", help="weights file (safetensors or .pth state dict) instead of the bundled/hub ones")
-    p.add_argument("--no-pretrained", action="store_true", help="random initialisation (a from-scratch baseline)")
-    p.add_argument("--epochs", type=int, help="training epochs (default: the plan's)")
-    p.add_argument("--lr", type=float, help="learning rate of the new head (default: the plan's, 1e-3)")
-    p.add_argument("--backbone-lr-mult", type=float,
-                   help="pretrained layers' rate = lr × this (default: the plan's: 0.1, "
-                        "or 1.0 for data unlike ImageNet)")
-    p.add_argument("--layer-decay", type=float, help="extra rate factor per block from the top (e.g. 0.8)")
-    p.add_argument("--trainable-blocks", type=float, help="partial: top N blocks train (or a fraction 0-1)")
-    p.add_argument("--head-epochs", type=int, help="full/partial: head-only epochs before unfreezing")
-    p.add_argument("--head-hidden", type=int, help="hidden units of a 2-layer head (default: a linear head)")
-    p.add_argument("--head-dropout", type=float, help="dropout in the head")
-    p.add_argument("--head-solver", choices=["lbfgs", "sgd"], help="frozen: how the head is trained")
-    p.add_argument("--train-bn", action="store_true", help="let trainable BatchNorm layers update running statistics")
-    p.add_argument("--sync-bn", action="store_true",
-                   help="with --train-bn under torchrun/accelerate on GPUs: batch statistics over all processes")
-    p.add_argument("--augment", help="none | light | strong (default: the plan's)")
-    p.add_argument("--hflip", action="store_true", help="add random horizontal flips (not for digits/text)")
-    p.add_argument("--image-size", type=int, help="input size in pixels (default: the backbone's, 224 for lite0)")
-    p.add_argument("--crop-pct", type=float, help="centre-crop fraction (default: the backbone's, 0.875 for lite0; "
-                   "1.0 keeps the whole image)")
-    p.add_argument("--batch-size", type=int, help="images per batch (default 64); under torchrun/accelerate the "
-                   "global batch, split evenly over the processes")
-    p.add_argument("--val-fraction", type=float, help="held-out share when DATA has no val/ split (default 0.2)")
-    p.add_argument("--max-per-class", type=int, help="use at most N training images per class")
-    p.add_argument("--on-bad-image", choices=["skip", "error"], help="unreadable images: skip and list them (default) or stop")
-    p.add_argument("--on-duplicate", choices=["drop", "keep", "error"],
-                   help="validation/test images whose content is also in train: drop them from val/test (default), "
-                        "keep them (reported only) or stop; listed in duplicates.json")
-    p.add_argument("--near-duplicates", action="store_true",
-                   help="also report near-duplicates across splits by perceptual hash (needs imagehash)")
-    p.add_argument("--patience", type=int, help="early stopping after N epochs without a better validation loss")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"])
-    p.add_argument("--no-channels-last", action="store_true", help="keep NCHW memory layout")
-    p.add_argument("--no-cache", action="store_true", help="frozen: do not reuse or store cached features")
-    p.add_argument("--num-workers", type=int, help="data-loader processes (default: 0 on small CPUs)")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from --out's checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
-
-
-# CLI flag → (config section, field). The CLI only maps flags onto the library's config.
-_TRAIN_FLAGS = {
-    "strategy": ("strategy", "name"), "trainable_blocks": ("strategy", "trainable_blocks"),
-    "head_epochs": ("strategy", "head_epochs"), "head_solver": ("strategy", "head_solver"),
-    "backbone": ("model", "backbone"), "weights": ("model", "weights"), "head_hidden": ("model", "head_hidden"),
-    "head_dropout": ("model", "head_dropout"), "epochs": ("train", "epochs"), "lr": ("train", "lr"),
-    "backbone_lr_mult": ("train", "backbone_lr_mult"), "layer_decay": ("train", "layer_decay"),
-    "patience": ("train", "patience"), "label_smoothing": ("train", "label_smoothing"), "seed": ("train", "seed"),
-    "device": ("train", "device"), "precision": ("train", "precision"), "augment": ("data", "augment"),
-    "image_size": ("data", "image_size"), "crop_pct": ("data", "crop_pct"), "batch_size": ("data", "batch_size"),
-    "val_fraction": ("data", "val_fraction"), "max_per_class": ("data", "max_per_class"),
-    "on_bad_image": ("data", "on_bad_image"), "num_workers": ("data", "num_workers"),
-    "on_duplicate": ("data", "on_duplicate"),
-}
-
-
-def config_from_args(args: argparse.Namespace) -> Any:
-    from .config import RunConfig
-
-    cfg = RunConfig()
-    for flag, (section, field) in _TRAIN_FLAGS.items():
-        value = getattr(args, flag, None)
-        if value is not None:
-            setattr(getattr(cfg, section), field, value)
-    cfg.model.pretrained = not args.no_pretrained
-    cfg.strategy.train_bn = args.train_bn
-    cfg.train.sync_bn = args.sync_bn
-    cfg.data.hflip = args.hflip
-    cfg.data.near_duplicates = args.near_duplicates
-    cfg.train.channels_last = not args.no_channels_last
-    cfg.train.feature_cache = not args.no_cache
-    cfg.train.progress = not args.quiet
-    return cfg
-
-
-def _train(args: argparse.Namespace) -> int:
-    from .classifier import TransferClassifier
-    from .train import is_main
-
-    clf = TransferClassifier.from_config(config_from_args(args))
-    clf.fit(args.data, out_dir=args.out, resume=args.resume)
-    if is_main():  # under torchrun / accelerate every process trains; one reports
-        print(training_summary(clf, args.out))
-    return 0
-
-
-def training_summary(clf: Any, out: str | Path | None) -> str:
-    """The lines printed after training: what was chosen and why, what it scored, where it went."""
-    m, s = clf.metrics_, clf.strategy_
-    lines = [f"backbone   {clf.config_.model.backbone} (weights: {clf.weights_.source}"
-             + (f", {clf.weights_.location}" if clf.weights_.location else "") + ")",
-             f"strategy   {s['name']}: {s['description']}"]
-    for phase in s["phases"]:
-        lines.append(f"  phase {phase['phase']}: trains {', '.join(phase['trainable_blocks']) or 'the head only'}"
-                     f" ({phase['trainable_params']:,} of {phase['total_params']:,} parameters)")
-    for reason in clf.plan_.reasons:
-        lines.append(f"  why: {reason}")
-    if getattr(clf, "advice_", None):
-        from .advisor.matrix import advice_matrix_text
-
-        lines.append(advice_matrix_text(clf.advice_))
-    if clf.bad_images_:
-        lines.append(f"skipped    {len(clf.bad_images_)} unreadable image(s), listed in bad_images.json")
-    duplicates = getattr(clf, "duplicates_", None)
-    if duplicates and (duplicates["exact"] or duplicates["near"]):
-        from .data.duplicates import DUPLICATES_NAME, summary_text
-
-        lines.append(f"leakage    {summary_text(duplicates)}; listed in {DUPLICATES_NAME}")
-    lines.append(f"val acc    {m['val_accuracy']:.4f}" + (f"   test acc {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))
-    lines.append(f"time       {clf.runtime_.get('seconds', 0):.1f} s on {clf.runtime_.get('device', '?')}")
-    if out is not None:
-        lines.append(f"run folder {out}")
-    return "\n".join(lines)
 
 
 # -- predict -------------------------------------------------------------------------------------------------------
@@ -248,12 +148,14 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="[RUN_DIR] IMAGE",
                    help="a run folder first (else the backbone's own ImageNet classifier answers), then image files, "
                         "directories or glob patterns")
-    p.add_argument("--top-k", type=int, default=None, help="classes per image (default 5 for ImageNet, 3 otherwise)")
+    p.add_argument("--top-k", type=T.int_at_least(1, "classes per image"), default=None, help="classes per image (default 5 for ImageNet, 3 otherwise)")
     p.add_argument("--json", action="store_true", help="same as --format json")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--backbone", default=DEFAULT_BACKBONE, help="without a run folder: whose ImageNet head answers")
     p.add_argument("--weights", help="without a run folder: a weights file for --backbone")
-    p.add_argument("--device", default=None)
+    p.add_argument("--on-bad-image", choices=["skip", "error"], default="skip",
+                   help="unreadable images get a row with their error; error: also exit with status 1")
+    p.add_argument("--device", type=T.device, default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average over test-time views (flips only where the run trained with flips); "
                         "default: the run's rule")
@@ -273,10 +175,13 @@ def _predict(args: argparse.Namespace) -> int:
     if not inputs:
         raise ValueError("no images given: shoulders predict [RUN_DIR] IMAGE [IMAGE ...]")
     rows = clf.predict_top_k(inputs, k=k, tta=args.tta)
+    k = min(k, len(clf.classes_))
     if args.explain:
         from .pipelines import write_heatmaps
 
-        for row, path in zip(rows, write_heatmaps(clf, inputs, args.explain, method=args.cam_method)):
+        readable = [row for row in rows if "error" not in row]
+        for row, path in zip(readable, write_heatmaps(clf, [r["path"] for r in readable], args.explain,
+                                                      method=args.cam_method)):
             row["heatmap"] = str(path)
     fmt = "json" if args.json else args.format
     if fmt == "json":
@@ -286,18 +191,27 @@ def _predict(args: argparse.Namespace) -> int:
     else:
         for row in rows:
             tops = "  ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top_k"])
-            print(f"{row['path']}: {tops}" + (f"  [heatmap {row['heatmap']}]" if "heatmap" in row else ""))
-    return 0
+            if "error" in row:
+                print(f"{row['path']}: unreadable ({row['error']})")
+            else:
+                print(f"{row['path']}: {tops}" + (f"  [heatmap {row['heatmap']}]" if "heatmap" in row else ""))
+    bad = sum("error" in row for row in rows)
+    if bad:
+        print(f"shoulders: {bad} of {len(rows)} image(s) could not be read; their rows give the error"
+              + ("" if args.on_bad_image == "error" else " (--on-bad-image error makes this exit with status 1)"),
+              file=sys.stderr)
+    return 1 if bad and args.on_bad_image == "error" else 0
 
 
 def _print_csv(rows: list[dict[str, Any]], k: int) -> None:
     import csv
 
     writer = csv.writer(sys.stdout)
-    writer.writerow(["path", "label"] + [f"{name}_{i + 1}" for i in range(k) for name in ("label", "probability")])
+    writer.writerow(["path", "label"] + [f"{name}_{i + 1}" for i in range(k) for name in ("label", "probability")]
+                    + ["error"])
     for row in rows:
-        writer.writerow([row["path"], row["label"]]
-                        + [v for t in row["top_k"] for v in (t["label"], f"{t['probability']:.6f}")])
+        tops = [v for t in row["top_k"] for v in (t["label"], f"{t['probability']:.6f}")]
+        writer.writerow([row["path"], row["label"] or ""] + (tops or [""] * (2 * k)) + [row.get("error", "")])
 
 
 # -- demo ----------------------------------------------------------------------------------------------------------
@@ -307,8 +221,8 @@ def _demo_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="runs/demo", help="run folder (default %(default)s)")
     p.add_argument("--data-dir", default=None, help="where the dataset is written as an image folder")
     p.add_argument("--strategy", default="auto")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--image-size", type=T.IMAGE_SIZE, default=64, help="input size in pixels (default 64)")
+    p.add_argument("--epochs", type=T.POSITIVE_INT, default=None, help="default: the plan's")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -327,9 +241,10 @@ def _demo(args: argparse.Namespace) -> int:
 def _evaluate_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run folder from `shoulders train`")
     p.add_argument("data", help="labelled images: a class folder, a split folder (its test/ is used) or a CSV")
-    p.add_argument("--split", default="auto", help="auto (test, else val, else all) or train | val | test")
+    p.add_argument("--split", choices=["auto", "train", "val", "test", "all"], default="auto",
+                   help="auto (test, else val, else all) or train | val | test | all (a source without splits)")
     p.add_argument("--on-bad-image", choices=["skip", "error"], default="skip")
-    p.add_argument("--device", default=None)
+    p.add_argument("--device", type=T.device, default=None, help="auto | cpu | cuda | cuda:N (default: the run's)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html")
     p.add_argument("--tta", action=argparse.BooleanOptionalAction, default=None,
                    help="average over test-time views (flips only where the run trained with flips); "
@@ -343,7 +258,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     ev = evaluate_run(args.run_dir, args.data, split=args.split, on_bad_image=args.on_bad_image, device=args.device,
                       report=not args.no_report, tta=args.tta)
     if args.json:
-        print(json.dumps(ev["metrics"], indent=2))
+        print(json.dumps({**ev["metrics"], "bad_images": ev["bad_images"]}, indent=2))
         return 0
     m = ev["metrics"]
     print(f"{ev['images']} images ({ev['split']} split of {args.data})"
@@ -360,17 +275,19 @@ def _evaluate(args: argparse.Namespace) -> int:
         for pair in m["most_confused"][:5]:
             print(f"  {pair['true']} → {pair['predicted']}: {pair['count']}")
     if ev["bad_images"]:
-        print(f"\nskipped {len(ev['bad_images'])} unreadable image(s)")
+        print(f"\nskipped {len(ev['bad_images'])} unreadable image(s) (listed in evaluation.json):")
+        for b in ev["bad_images"]:
+            print(f"  {b['path']}: {b['reason']}")
     print(f"\nwritten: {', '.join(Path(f).name for f in ev['files'])}" + (f", {ev['report']}" if "report" in ev else ""))
     return 0
 
 
 def _export_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("run_dir", help="a run folder from `shoulders train`")
-    p.add_argument("--format", default="onnx", help="onnx | torchscript (default onnx)")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="default onnx")
     p.add_argument("--out", help="output file (default RUN_DIR/model.onnx or model.pt)")
     p.add_argument("--quantize", action="store_true", help="ONNX: also write a dynamic int8 model and measure it")
-    p.add_argument("--tolerance", type=float, default=1e-4, help="max |Δ probability| allowed by the parity check")
+    p.add_argument("--tolerance", type=T.positive_float(), default=1e-4, help="max |Δ probability| allowed by the parity check")
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -399,4 +316,5 @@ COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], None], Callab
     "demo": ("train on a dataset that ships with a package and compare with a from-pixels baseline", _demo_args, _demo),
     "cache": ("the frozen strategy's feature cache: info (where, how big, its cap) or clear", cache_args, run_cache),
     "studio": ("a local web page to build a data set, see the advice, train, evaluate, try and export", _studio_args, _studio),
+    "serve": (SERVE_HELP, serve_args, serve_command),
 }

@@ -1,14 +1,18 @@
 """Typed configuration of a training run, saved as ``config.json`` in every run folder.
 
-``None`` means "use the default of the backbone or of the plan" (the advisor's plan, or the strategy's defaults);
-:func:`resolve` never mutates the user's config, and the resolved copy is what a run folder records, so any
-result can be reproduced from its folder alone.
+``None`` means "not set here": the backbone, the plan (the advisor's, or the strategy's own defaults) or the machine
+decides. :func:`shoulders.resolution.resolve_config` is the one place that fills them; it never mutates the user's
+config, and its resolved copy (no ``None`` left in the fields it owns, no ``auto``) is what a run folder records
+as ``config.json``, so ``RunConfig.load(run_dir)`` repeats the run.
+
+A few fields keep ``None`` as a value of their own, an off switch rather than "unset": ``model.weights`` (the
+automatic sources), ``model.head_hidden`` (a linear head), ``train.patience`` (no early stopping),
+``train.budget`` (no budget: the plan stops near its plateau), ``data.max_per_class`` (no cap).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +33,7 @@ class DataConfig:
     max_per_class: int | None = None  # cap on training images per class, for quick experiments
     on_duplicate: str = "drop"  # val/test images also in train: drop (so scores are not inflated) | keep | error
     near_duplicates: bool = False  # also report near-duplicates by perceptual hash (needs imagehash; decodes all)
-    batch_size: int = 64
+    batch_size: int | None = None  # None = 64; under a launcher the global batch, split over the processes
     num_workers: int | None = None  # None = 0 on small CPU machines, more on GPU machines
 
 
@@ -37,7 +41,7 @@ class DataConfig:
 class ModelConfig:
     """Which pretrained network and which new head."""
 
-    backbone: str = DEFAULT_BACKBONE
+    backbone: str = DEFAULT_BACKBONE  # a name from `shoulders zoo`, an alias, or any timm model name
     weights: str | None = None  # a weights file; None = bundled package, then timm's cache/hub
     pretrained: bool = True  # False = random init (a from-scratch baseline)
     head_hidden: int | None = None  # None = a single linear layer, the usual transfer-learning head
@@ -49,33 +53,43 @@ class StrategyConfig:
     """Which layers train, and how BatchNorm behaves."""
 
     name: str = "auto"  # auto (the advisor chooses) | full | partial | frozen
-    trainable_blocks: float | None = None  # partial: top N blocks (int) or a fraction (0-1) of them
+    trainable_blocks: float | None = None  # partial: top N blocks (int) or a fraction (0-1) of them; resolved to
+    # the count that trains (full: every block, frozen: 0)
     train_bn: bool = False  # False: BN running statistics stay fixed; +6 points on Fashion-MNIST (FINDINGS)
     head_epochs: int | None = None  # full/partial: epochs of head-only warm-up before unfreezing (0 = none)
-    head_solver: str | None = None  # frozen: lbfgs (convex, regularisation chosen on val) | sgd; None = auto
+    head_solver: str | None = None  # frozen: lbfgs (convex, regularisation chosen on val) | sgd; None = lbfgs for a
+    # linear head, sgd otherwise (fine-tuning strategies train the head by gradient descent: sgd)
     feature_views: int = 4  # frozen with augmentation: augmented views of each training image cached
+    head_init: str | None = None  # full/partial: default (a fresh head) | probe (LP-FT: the linear probe fitted on
+    # frozen features first); None = the plan's
 
 
 @dataclass
 class TrainConfig:
     """Optimisation and the machine it runs on."""
 
-    epochs: int | None = None  # None = the plan's (10 for fine-tuning, 30 for a head on cached features)
-    lr: float | None = None  # the new head's learning rate; None = 1e-3
+    epochs: int | None = None  # None = the plan's (the strategy's default: see `shoulders train --help`)
+    lr: float | None = None  # the new head's learning rate; None = the plan's
     backbone_lr_mult: float | None = None  # pretrained blocks' rate = lr × this; None = the plan's (0.1, or 1.0
     # where the data differs from ImageNet and the features must move further)
-    layer_decay: float | None = None  # extra ×decay per block from the top (e.g. 0.8); None = no decay
+    layer_decay: float | None = None  # extra ×decay per block from the top (e.g. 0.8); None = 1.0, no decay
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
     label_smoothing: float = 0.0
+    class_weight: str = "auto"  # auto (balanced when the largest class has >= 3x the smallest's images) | balanced
+    # (loss weights n / (classes × n_class), the frozen head's solver too) | none; resolved to balanced or none
     patience: int | None = None  # early stopping on validation loss; None = no early stopping
     seed: int = 0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    device: str = "auto"  # auto | cpu | cuda | cuda:N; resolved to cpu / cuda (a launcher picks cuda:LOCAL_RANK)
     channels_last: bool = True  # 2x faster fine-tuning on CPU (FINDINGS); harmless on CUDA
-    precision: str = "auto"  # auto (bf16 autocast for frozen features on bf16 CPUs, AMP on CUDA) | fp32 | bf16 | fp16
+    precision: str = "auto"  # training autocast: auto (AMP on CUDA, fp32 on CPUs) | fp32 | bf16 | fp16
+    inference_precision: str | None = None  # evaluation, prediction, frozen features; None = as ``precision``
+    # (auto: bf16 for a frozen feature extractor on a CPU with native bf16, where it is 2.7x faster)
     feature_cache: bool = True  # frozen strategy: reuse pooled features across runs (keyed by content)
     sync_bn: bool = False  # under a launcher with --train-bn: BatchNorm statistics over the global batch (CUDA only)
     progress: bool = True
+    budget: str | None = None  # wall time for the whole run, advice included ("90s", "10m", "1h30m"): the planner
+    # fits input size, epochs, strategy and depth in it and the trainer keeps it; None = the plan's default
 
 
 @dataclass
@@ -90,13 +104,48 @@ class RunConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def override(self, values: dict[str, Any]) -> "RunConfig":
+        """A copy with each value that is not ``None`` set, by parameter name (a field name; ``strategy`` is the
+        strategy's name): ``cfg.override({"lr": 0.01, "strategy": "full"})``. ``None`` keeps this config's value.
+
+        Raises:
+            ValueError: a name that is no setting, with the valid ones.
+        """
+        out = self.copy()
+        for name, value in values.items():
+            if name not in PARAMETERS:
+                raise ValueError(f"{name}= is not a setting; valid: {', '.join(sorted(PARAMETERS))}")
+            if value is not None:
+                section, field_name = PARAMETERS[name]
+                setattr(getattr(out, section), field_name, value)
+        return out
+
+    def copy(self) -> "RunConfig":
+        """A deep copy (the resolution step never mutates the config it was given)."""
+        return RunConfig.from_dict(self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        """The config of a run folder (``RUN_DIR`` or ``RUN_DIR/config.json``: the resolved config that ran), or
+        a JSON file holding a config alone (``{"data": ..., "model": ..., "strategy": ..., "train": ...}``)."""
+        from .run_folder import CONFIG_NAME, load_json
+
+        path = Path(path)
+        d = load_json(path / CONFIG_NAME if path.is_dir() else path)
+        if not isinstance(d, dict):
+            raise ValueError(f"{path} holds no shoulders config (a JSON object is expected)")
+        return cls.from_dict(d["config"] if "config" in d else d)
+
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":
         """Builds a config from a dict; unknown keys fail loudly (a typo must not be silently ignored)."""
+        unknown_sections = set(d) - set(_SECTIONS)
+        if unknown_sections:
+            raise ValueError(f"unknown config section(s) {sorted(unknown_sections)}; valid: {sorted(_SECTIONS)}")
         parts = {}
         for f in dataclasses.fields(cls):
-            sub_cls = {"data": DataConfig, "model": ModelConfig, "strategy": StrategyConfig, "train": TrainConfig}[f.name]
-            values = dict(d.get(f.name, {}))
+            sub_cls = _SECTIONS[f.name]
+            values = dict(d.get(f.name) or {})
             known = {sf.name for sf in dataclasses.fields(sub_cls)}
             unknown = set(values) - known
             if unknown:
@@ -105,30 +154,11 @@ class RunConfig:
         return cls(**parts)
 
 
-def save_json(obj: Any, path: str | Path) -> Path:
-    """Writes JSON atomically (write a temporary file, then rename) so a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def load_json(path: str | Path) -> Any:
-    path = Path(path)
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(f"{path} is missing; is {path.parent} a shoulders run folder?") from None
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e}); the run folder is damaged: retrain or restore it") from None
-
-
-def _json_default(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "tolist"):  # numpy scalars and arrays
-        return obj.tolist()
-    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+_SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "strategy": StrategyConfig,
+                              "train": TrainConfig}
+# Parameter name → (section, field): every setting by the name a Python caller gives it (the field names are unique
+# across sections; the strategy's ``name`` is ``strategy``). The CLI's flags are these names with dashes.
+PARAMETERS: dict[str, tuple[str, str]] = {
+    ("strategy" if (section, f.name) == ("strategy", "name") else f.name): (section, f.name)
+    for section, sub_cls in _SECTIONS.items() for f in dataclasses.fields(sub_cls)
+}

@@ -15,7 +15,7 @@ import torch
 
 from .classifier import TransferClassifier, as_samples
 from .explain import overlay, resolve_views
-from .data import ImageDataset, Samples, create_transforms, load_labelled, make_loader
+from .data import BadImageError, ImageDataset, Samples, create_transforms, load_labelled, make_loader
 from .data.images import safe_dirname
 from .export import ExportResult, export_model
 from .report import render_report, write_evaluation
@@ -49,13 +49,18 @@ def evaluate_run(run_dir: str | Path, data: str | Path | None, *, split: str = "
         samples, split_name, bad = load_labelled(data, clf.classes_, split=split, on_bad_image=on_bad_image)
     decision = clf.tta_decision()
     enabled = decision.enabled if tta is None else tta
-    proba = clf.predict_proba(samples, tta=enabled)
+    proba, kept, undecodable = clf.predict_proba_readable(samples, tta=enabled)  # pass the scan, fail to decode
+    if undecodable and on_bad_image == "error":
+        raise BadImageError(undecodable[0].path, undecodable[0].reason)
+    if not len(kept):
+        raise ValueError(f"none of the {len(samples)} images of {data} could be read; see the messages above")
+    samples = samples.subset(kept)
+    bad_rows = [{"path": b.path, "reason": b.reason} for b in bad + undecodable]
     explain = _heatmap_maker(clf, samples)
     evaluation = write_evaluation(run_dir, samples.labels, proba, clf.classes_, samples.load, samples.describe,
-                                  split_name, heatmaps=explain)
+                                  split_name, heatmaps=explain, bad_images=bad_rows)
     views = [v.name for v in resolve_views(True, clf.config_.data.hflip)] if enabled else []
     evaluation["tta"] = {"enabled": bool(enabled), "views": views, "default": decision.to_dict()}
-    evaluation["bad_images"] = [{"path": b.path, "reason": b.reason} for b in bad]
     evaluation["images"] = len(samples)
     if report:
         evaluation["report"] = str(render_report(run_dir, evaluation))

@@ -1,4 +1,4 @@
-"""Tests for the advisor: quadrant logic at its borders, plans, apply_plan overrides, Advice, matrix, CLI, ranking."""
+"""Tests for the advisor: quadrant logic at its borders, plans, Advice, matrix, CLI, ranking."""
 
 from __future__ import annotations
 
@@ -23,7 +23,6 @@ from shoulders.advisor import (
     SizeFigures,
     advise,
     advise_splits,
-    apply_plan,
     choose_depth,
     default_plan,
     place,
@@ -148,33 +147,7 @@ class TestPlans:
         assert plan.reasons[:2] == ["small", "similar"]
 
 
-class TestApplyPlan:
-    def test_plan_fills_only_unset_fields(self) -> None:
-        cfg = RunConfig()
-        cfg.train.epochs, cfg.data.augment = 3, "strong"
-        out = apply_plan(cfg, plan_for_quadrant(3, depth=4))
-        assert (out.strategy.name, out.strategy.trainable_blocks) == ("partial", 4)
-        assert (out.train.epochs, out.data.augment, out.train.lr) == (3, "strong", 1e-3)
-        assert cfg.strategy.name == "auto" and cfg.train.lr is None  # the input is not mutated
-
-    def test_explicit_depth_wins_over_the_plans(self) -> None:
-        cfg = RunConfig()
-        cfg.strategy.trainable_blocks = 1
-        out = apply_plan(cfg, plan_for_quadrant(2, depth=5))
-        assert (out.strategy.name, out.strategy.trainable_blocks) == ("partial", 1)
-
-    def test_explicit_depth_under_auto_selects_partial_with_its_defaults(self) -> None:
-        cfg = RunConfig()
-        cfg.strategy.trainable_blocks = 3
-        out = apply_plan(cfg, plan_for_quadrant(4))  # the plan says frozen, 30 head epochs
-        assert (out.strategy.name, out.strategy.trainable_blocks, out.train.epochs) == ("partial", 3, 10)
-
-    def test_explicit_strategy_takes_its_own_defaults(self) -> None:
-        cfg = RunConfig()
-        cfg.strategy.name = "full"
-        out = apply_plan(cfg, plan_for_quadrant(4))
-        assert (out.strategy.name, out.train.epochs, out.data.augment) == ("full", 10, "none")
-
+class TestDefaultPlan:
     def test_default_plan_unknown(self) -> None:
         with pytest.raises(ValueError, match="unknown strategy"):
             default_plan("half")

@@ -42,7 +42,7 @@ def test_run_folder_records_everything_resolved(tmp_path: Path, image_folder: Pa
     tiny_clf("frozen").fit(image_folder, out_dir=tmp_path / "run")
     run = read_run(tmp_path / "run")
     cfg = run["config"]
-    assert cfg["backbone"] == TINY and cfg["weights"]["source"] == "random"
+    assert cfg["config"]["model"]["backbone"] == TINY and cfg["weights"]["source"] == "random"
     assert cfg["data_config"]["input_size"] == [3, 32, 32]
     assert cfg["strategy"]["name"] == "frozen" and cfg["strategy"]["phases"][0]["trainable_blocks"] == []
     assert cfg["config"]["train"]["epochs"] == 30 and cfg["config"]["train"]["lr"] == 1e-3  # resolved, not None

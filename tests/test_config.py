@@ -7,8 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from shoulders.cli import build_parser, config_from_args
-from shoulders.config import RunConfig, load_json, save_json
+from shoulders.cli import build_parser
+from shoulders.train_cli import config_from_args
+from shoulders.config import RunConfig
+from shoulders.run_folder import load_json, save_json
 
 
 def test_round_trip_through_json(tmp_path: Path) -> None:

@@ -194,7 +194,7 @@ def test_bad_images_skipped_or_raised(tmp_path: Path, caplog: pytest.LogCaptureF
     assert "skipped 3 unreadable image(s)" in caplog.text
     with pytest.raises(BadImageError, match="cannot read image .*(empty|noise|truncated)") as info:
         load_data(root, on_bad_image="error")
-    assert info.value.path in {str(p) for p in bad} and "--on-bad-image skip" in str(info.value)
+    assert info.value.path in {str(p) for p in bad} and "on_bad_image='skip'" in str(info.value)
 
 
 def test_image_that_breaks_after_scan_raises_on_load(tmp_path: Path) -> None:

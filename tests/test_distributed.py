@@ -22,7 +22,7 @@ from shoulders.cli import main
 from shoulders.data import load_data
 from shoulders.models import create_backbone, create_transfer_model
 from shoulders.run_folder import read_run
-from shoulders.train import read_history
+from shoulders.run_folder import read_history
 from shoulders.train.distributed import DistContext, ShardSampler, gather_shards, shard_indices
 
 from conftest import TINY, colour_images
@@ -35,9 +35,9 @@ COMMON = ["--backbone", TINY, "--image-size", "32", "--precision", "fp32", "--se
 INTERRUPT = """
 import sys
 from shoulders.cli import main
-from shoulders.train import trainer
+from shoulders.train import finetune
 
-original, done = trainer._run_epoch, []
+original, done = finetune._run_epoch, []
 
 def interrupted(*args, **kwargs):  # killed at the start of the third epoch, on every process
     if len(done) == 2:
@@ -45,7 +45,7 @@ def interrupted(*args, **kwargs):  # killed at the start of the third epoch, on 
     done.append(1)
     return original(*args, **kwargs)
 
-trainer._run_epoch = interrupted
+finetune._run_epoch = interrupted
 sys.exit(main(sys.argv[1:]))
 """
 

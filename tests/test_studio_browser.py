@@ -1,6 +1,6 @@
 """The studio in a real browser (Debian's chromium + chromedriver, driven by Selenium): build a data set on the
-page, advise, train, then drop an image on the try tab and see its prediction. Screenshots at 1366×768 go to
-``$SHOULDERS_SCREENSHOTS`` (or the test's temporary folder)."""
+page, advise, train, then drop an image on the try tab and see its prediction (and a webcam frame); then evaluate
+and export. Screenshots at 1366×768 go to ``$SHOULDERS_SCREENSHOTS`` (or the test's temporary folder)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,8 @@ g.fillStyle = rgb; g.fillRect(0, 0, 24, 24);
 canvas.toBlob((blob) => {
   const data = new DataTransfer();
   data.items.add(new File([blob], "dropped.png", {type: "image/png"}));
-  document.querySelector(selector).dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true}));
+  const drop = new DragEvent("drop", {dataTransfer: data, bubbles: true, cancelable: true});
+  document.querySelector(selector).dispatchEvent(drop);
   done(true);
 }, "image/png");
 """
@@ -83,7 +84,8 @@ def studio_url(tmp_path: Path):
     server = subprocess.Popen([sys.executable, "-m", "shoulders", "studio", "--port", str(port), "--backbone", TINY,
                                "--weights", str(weights), "--image-size", "32", "--device", "cpu",
                                "--runs", str(tmp_path / "runs"), "--workspace", str(tmp_path / "ws")],
-                              stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                              stdout=log, stderr=subprocess.STDOUT,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"})  # see test_studio
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while True:
@@ -108,7 +110,8 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1366,768", "--force-device-scale-factor=1"):
+                "--window-size=1366,768", "--force-device-scale-factor=1",
+                "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"):  # a test-pattern webcam
         options.add_argument(arg)
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
     driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",  # the page itself 1366×768, not the window
@@ -125,7 +128,11 @@ def test_data_advise_train_try_in_chromium(studio_url: str, browser, tmp_path: P
     browser.get(studio_url)
     find = browser.find_element
 
-    # data: a new data set, two classes, images chosen through each class's drop zone
+    # data: a folder that does not exist is a message; then a new data set, two classes, images through each
+    # class's drop zone
+    find(By.ID, "data-path").send_keys(str(tmp_path / "nowhere"))
+    find(By.CSS_SELECTOR, "#open-form button").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "nowhere does not exist"))
     find(By.ID, "new-name").send_keys("colours")
     find(By.CSS_SELECTOR, "#new-form button").click()
     wait.until(EC.text_to_be_present_in_element((By.ID, "data-summary"), "no images yet"))
@@ -171,10 +178,31 @@ def test_data_advise_train_try_in_chromium(studio_url: str, browser, tmp_path: P
     assert "dropped.png" in find(By.ID, "try-result").text
     browser.save_screenshot(str(shots / "4-try.png"))
 
+    # the webcam (Chromium's fake camera): one frame classified the same way
+    find(By.ID, "webcam-start").click()
+    wait.until(EC.visibility_of_element_located((By.ID, "webcam-snap")))
+    wait.until(lambda d: d.execute_script("return document.getElementById('webcam').videoWidth") > 0)
+    find(By.ID, "webcam-snap").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "try-result"), "webcam.png"))
+    assert find(By.CSS_SELECTOR, "#try-result .prediction").text in COLOURS
+
     # a file that is not an image: a message on the page, the server still answers
     browser.execute_script("""
       const data = new DataTransfer();
       data.items.add(new File(["plain text"], "notes.txt", {type: "text/plain"}));
       document.querySelector("#try-drop").dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));""")
-    wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "notes.txt is not an image"))
+    wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "'notes.txt' is not an image"))
     browser.save_screenshot(str(shots / "5-try-error.png"))
+
+    # evaluate and export the run
+    find(By.CSS_SELECTOR, '#tabs [data-tab="evaluate"]').click()
+    find(By.ID, "eval-start").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "eval-classes"), "first: accuracy"))
+    assert {"blue", "red"} <= set(find(By.CSS_SELECTOR, "#eval-confusion table").text.split())
+    browser.save_screenshot(str(shots / "6-evaluate.png"))
+    find(By.CSS_SELECTOR, '#tabs [data-tab="export"]').click()
+    find(By.CSS_SELECTOR, '#export-format option[value="torchscript"]').click()
+    find(By.ID, "export-start").click()
+    wait.until(EC.text_to_be_present_in_element((By.ID, "export-result"), "passed"))
+    assert find(By.LINK_TEXT, "Download model.pt").get_attribute("href").endswith("/files/model.pt")
+    browser.save_screenshot(str(shots / "7-export.png"))

@@ -13,9 +13,11 @@ from torch import nn
 
 from shoulders import TransferClassifier
 from shoulders.models import create_backbone
-from shoulders.train import (Precision, TrainingDivergedError, fit_linear_head, load_checkpoint, read_history,
-                             save_checkpoint, train_one_epoch)
-from shoulders.train import trainer as fit_module
+from shoulders.run_folder import read_history
+from shoulders.train import (Precision, TrainingDivergedError, fit_linear_head, load_checkpoint, save_checkpoint,
+                             train_one_epoch)
+from shoulders.train import finetune, frozen
+from shoulders.train.state import TrainingState, history_row, record_epoch
 
 from conftest import TINY, colour_images
 
@@ -33,7 +35,7 @@ def tiny_clf(strategy: str, head_epochs: int | None = None, patience: int | None
 def count_backbone_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Counts forward passes of every backbone built from now on."""
     calls: list[int] = []
-    original = fit_module.extract_features
+    original = frozen.extract_features
 
     def counting(backbone: nn.Module, *args, **kwargs):
         handle = backbone.register_forward_hook(lambda *_: calls.append(1))
@@ -42,7 +44,7 @@ def count_backbone_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         finally:
             handle.remove()
 
-    monkeypatch.setattr(fit_module, "extract_features", counting)
+    monkeypatch.setattr(frozen, "extract_features", counting)
     return calls
 
 
@@ -76,7 +78,7 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path, c
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     x, y, _ = colour_arrays
     whole = tiny_clf("full", epochs=3, head_epochs=1).fit(x, y, out_dir=tmp_path / "whole")
-    original = fit_module._run_epoch
+    original = finetune._run_epoch
     done = []
 
     def interrupted(*args, **kwargs):
@@ -85,11 +87,11 @@ def test_resume_after_interruption_equals_an_uninterrupted_run(tmp_path: Path, c
         done.append(1)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(fit_module, "_run_epoch", interrupted)
+    monkeypatch.setattr(finetune, "_run_epoch", interrupted)
     with pytest.raises(KeyboardInterrupt):
         tiny_clf("full", epochs=3, head_epochs=1).fit(x, y, out_dir=tmp_path / "cut")
     assert len(read_history(tmp_path / "cut")) == 2
-    monkeypatch.setattr(fit_module, "_run_epoch", original)
+    monkeypatch.setattr(finetune, "_run_epoch", original)
     resumed = tiny_clf("full", epochs=3, head_epochs=1).fit(x, y, out_dir=tmp_path / "cut", resume=True)
     assert [r["phase"] for r in resumed.history_] == ["head", "finetune", "finetune"]
     assert resumed.metrics_ == whole.metrics_
@@ -110,7 +112,7 @@ def test_nan_loss_stops_with_epoch_and_learning_rate() -> None:
         model.weight.fill_(float("nan"))
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     loader = [(torch.randn(3, 4), torch.tensor([0, 1, 0]))]
-    with pytest.raises(TrainingDivergedError, match=r"epoch 4, step 1.*learning rate \(0.5.*try --lr 0.05"):
+    with pytest.raises(TrainingDivergedError, match=r"epoch 4, step 1.*learning rate \(0.5.*try lr=0.05"):
         train_one_epoch(model, nn.CrossEntropyLoss(), optimizer, loader, torch.device("cpu"), epoch=3,
                         precision=Precision("fp32", "fp32"), progress=False)
 
@@ -171,25 +173,35 @@ def test_head_sgd_solver(colour_arrays) -> None:
     assert clf.history_[-1]["train_loss"] < clf.history_[0]["train_loss"]
 
 
-class _FakeRun:
-    def __init__(self, patience: int | None) -> None:
-        self.model = nn.Linear(2, 2)
-        self.run_dir = None
-        self.config = type("C", (), {"train": type("T", (), {"patience": patience, "progress": False})()})()
-
-
 @pytest.mark.parametrize("patience, stops_after", [(2, 4), (None, None)])
 def test_early_stopping_counts_epochs_without_better_val_loss(patience: int | None, stops_after: int | None) -> None:
-    run = _FakeRun(patience)
-    state = fit_module._initial_state(run, resume=False)
+    model, state = nn.Linear(2, 2), TrainingState()
     train = {"loss": 1.0, "accuracy": 0.5, "seconds": 0.0}
     for i, val_loss in enumerate([1.0, 0.8, 0.9, 0.85, 0.7]):
-        fit_module._record(run, state, "finetune", 0.1, train, {"loss": val_loss, "accuracy": 0.5, "seconds": 0.0})
-        if state["stopped"]:
+        val = {"loss": val_loss, "accuracy": 0.5, "seconds": 0.0}
+        record_epoch(state, model, history_row(i + 1, "finetune", 0.1, train, val), val, patience)
+        if state.stopped:
             break
-    assert (i + 1 if state["stopped"] else None) == stops_after
+    assert (i + 1 if state.stopped else None) == stops_after
     # equal accuracies: the lower validation loss decides which epoch's weights are kept
-    assert state["best"]["epoch"] == (2 if stops_after else 5)
+    assert state.best.epoch == (2 if stops_after else 5)
+    assert [r["epoch"] for r in state.history] == list(range(1, i + 2)) and state.epoch == i + 1
+
+
+def test_every_head_solver_the_frozen_strategy_names_is_implemented() -> None:
+    from shoulders.strategies import FrozenStrategy
+
+    assert set(frozen.HEAD_SOLVERS) == set(FrozenStrategy.head_solvers)
+
+
+def test_the_checkpoint_is_the_training_state(tmp_path: Path, colour_arrays) -> None:
+    x, y, _ = colour_arrays
+    clf = tiny_clf("full", epochs=2, head_epochs=1).fit(x, y, out_dir=tmp_path / "run")
+    state = TrainingState.resume(tmp_path / "run" / "checkpoint.pt", clf.model_)
+    assert (state.epoch, state.phase_index, state.phase_epoch) == (2, 1, 1)
+    assert [r["epoch"] for r in state.history] == [1, 2] and state.history == [
+        dict(r, seconds=state.history[i]["seconds"]) for i, r in enumerate(clf.history_)]
+    assert state.best.epoch == clf.metrics_["best_epoch"] and state.optimizer is not None
 
 
 def test_checkpoint_is_atomic_and_a_damaged_one_is_a_clear_error(tmp_path: Path) -> None:
@@ -221,3 +233,22 @@ def test_more_data_same_classes_is_learnt() -> None:
     x, y, _ = colour_images(20, size=16, seed=3)
     clf = tiny_clf("full", epochs=4, lr=1e-2).fit(x, y)
     assert clf.metrics_["val_accuracy"] >= 0.8
+
+
+def test_predict_logits_fills_one_array_and_keeps_order() -> None:
+    from shoulders.train import predict_logits
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    x, y = torch.randn(10, 4), torch.arange(10)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    fp32 = Precision(train="fp32", inference="fp32")
+    dataset = torch.utils.data.TensorDataset(x, y)
+    for loader, n in ((torch.utils.data.DataLoader(dataset, batch_size=3), 10),  # known length: preallocated
+                      ([(x[:5], y[:5]), (x[5:], y[5:])], 10),  # a plain list of batches
+                      (torch.utils.data.DataLoader(dataset, batch_size=3, drop_last=True), 9)):
+        out, targets = predict_logits(model, loader, torch.device("cpu"), precision=fp32)
+        assert out.dtype == np.float32 and out.shape == (n, 3)
+        np.testing.assert_allclose(out, ref[:n], atol=1e-6)
+        assert targets.tolist() == list(range(n))

@@ -13,7 +13,7 @@ import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "advise": ["Advice", "BackboneScore", "Measurement", "advise", "advise_splits", "rank_backbones"],
-    "plan": ["LARGE_PER_CLASS", "QUADRANTS", "Plan", "Quadrant", "apply_plan", "default_plan", "place",
+    "plan": ["LARGE_PER_CLASS", "QUADRANTS", "Plan", "Quadrant", "default_plan", "place",
              "plan_for_quadrant"],
     "rules": ["SIMILARITY_THRESHOLD", "SizeFigures", "choose_depth", "similarity_from_statistics"],
     "scores": ["SCORES", "ScoreSpec", "compute_scores", "feature_distribution_distance", "gbc", "h_score", "leep",
@@ -22,8 +22,7 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
 
 if TYPE_CHECKING:
     from shoulders.advisor.advise import Advice, BackboneScore, Measurement, advise, advise_splits, rank_backbones
-    from shoulders.advisor.plan import (LARGE_PER_CLASS, QUADRANTS, Plan, Quadrant, apply_plan, default_plan, place,
-                                        plan_for_quadrant)
+    from shoulders.advisor.plan import LARGE_PER_CLASS, QUADRANTS, Plan, Quadrant, default_plan, place, plan_for_quadrant
     from shoulders.advisor.rules import SIMILARITY_THRESHOLD, SizeFigures, choose_depth, similarity_from_statistics
     from shoulders.advisor.scores import (SCORES, ScoreSpec, compute_scores, feature_distribution_distance, gbc,
                                           h_score, leep, linear_probe_accuracy, list_scores, logme, nce,

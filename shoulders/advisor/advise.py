@@ -20,6 +20,7 @@ from torch import nn
 from ..config import DEFAULT_BACKBONE
 from ..data import DataSplits, Samples, load_data, resolve_data_config
 from ..models import WeightsUnavailableError, create_backbone, resolve_backbone_name
+from ..strategies import STRATEGIES
 from ..train import resolve_device
 from .matrix import matrix_text, save_matrix_png
 from .measure import DEFAULT_SAMPLE_SIZE, SampleMeasurement, distances_by_block, measure_sample
@@ -76,6 +77,11 @@ class Advice:
     image_size: int = 0
     seconds: float = 0.0
     duplicates: dict[str, Any] | None = None
+
+    def add_reason(self, reason: str) -> None:
+        """Appends a sentence to the advice's reasons and to its plan's (two lists, never one shared object)."""
+        self.reasons.append(reason)
+        self.plan.reasons.append(reason)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able; ``quadrant`` and ``similarity`` (NaN → None) at the top level."""
@@ -247,8 +253,9 @@ def _depth(quadrant: int, rows: list[dict[str, Any]], reasons: list[str]) -> int
     """Strategy 2's depth from the per-block figures (see ``rules.choose_depth``), with its reason appended."""
     accuracies = [r["probe_accuracy"] for r in rows if r["probe_accuracy"] is not None]
     if not accuracies:
-        reasons.append("depth 2 (the default): the backbone's blocks could not be probed")
-        return 2
+        depth = STRATEGIES.get("partial").default_depth
+        reasons.append(f"depth {depth} (the partial strategy's default): the backbone's blocks could not be probed")
+        return depth
     similarities = [r["similarity"] if r["similarity"] is not None else math.inf for r in rows]
     choice = choose_depth(accuracies, similarities if quadrant == 3 else None)
     if choice.probe_peak < len(accuracies):
@@ -274,7 +281,7 @@ def _advise_measured(backbone_name: str, pool: Samples, m: _Measured, start: flo
     quadrant, plan, reasons = _decide(size, similarity, threshold, method, m)
     return Advice(backbone=backbone_name, quadrant=quadrant, similarity=similarity, similarity_threshold=threshold,
                   similarity_method=method, size=size, measurements={x.name: x for x in measurements},
-                  depth_probe=m.depth_probe, plan=plan, reasons=plan.reasons, sample_size=len(m.task.labels),
+                  depth_probe=m.depth_probe, plan=plan, reasons=list(plan.reasons), sample_size=len(m.task.labels),
                   image_size=m.task_size, seconds=round(time.perf_counter() - start, 2))
 
 
@@ -316,7 +323,7 @@ def advise_splits(splits: DataSplits, backbone_model: nn.Module, data_config: di
                         seed=seed)
     advice = _advise_measured(backbone_name, pool, measured, start)
     if not pretrained:
-        advice.reasons.append("the backbone is randomly initialised (--no-pretrained): its figures say little")
+        advice.add_reason("the backbone is randomly initialised (pretrained=False): its figures say little")
     if splits.duplicates is not None:
         advice.duplicates = {**splits.duplicates.counts, "summary": splits.duplicates.summary()}
     return advice
@@ -367,6 +374,6 @@ def advise(data: Any, labels: Sequence[Any] | np.ndarray | None = None, *, backb
                            weights=weights, sample_size=sample_size)
     if ranking:
         advice.ranking = ranking
-        advice.reasons.append(f"{name} recommended: the highest {RANKING_SCORE} of {len(ranking)} candidates")
+        advice.add_reason(f"{name} recommended: the highest {RANKING_SCORE} of {len(ranking)} candidates")
     advice.seconds = round(time.perf_counter() - start, 2)
     return advice

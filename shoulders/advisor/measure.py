@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from ..data import ImageDataset, Samples, create_transforms, make_loader
-from ..strategies import backbone_blocks
+from ..models import backbone_blocks
 from .scores import feature_distribution_distance
 
 # A few hundred images: the similarity moves by ~0.001 between sample seeds, the probe by 2-3 points, and a 224 px

@@ -1,8 +1,9 @@
 """A training plan: the strategy and the hyper-parameters that go with it, each with its reason.
 
-The advisor produces one from measurements (:func:`plan_for_quadrant`); an explicit ``--strategy`` gets the
-strategy's defaults. Either way the plan fills only what the user left unset (``None``): an explicit flag always
-wins.
+The advisor produces one from measurements (:func:`plan_for_quadrant`); an explicitly chosen strategy gets the
+strategy's own defaults (:func:`default_plan`, from the strategy classes). Either way the plan fills only what the
+user left unset (``None``), in :func:`shoulders.resolution.resolve_config`: an explicit setting always wins, and
+the plan recorded in the run folder is the effective one.
 
 The size-similarity matrix (quadrants numbered as in the seed's figure)::
 
@@ -13,11 +14,10 @@ The size-similarity matrix (quadrants numbered as in the seed's figure)::
 
 from __future__ import annotations
 
-import copy
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..config import RunConfig
+from ..strategies import STRATEGIES
 
 
 @dataclass
@@ -28,58 +28,31 @@ class Plan:
     epochs: int
     lr: float  # the new head's rate; pretrained blocks get lr × backbone_lr_mult
     augment: str = "none"
-    trainable_blocks: int | None = None  # partial only
+    trainable_blocks: int | None = None  # top blocks that train (the advisor's plans: partial only)
     head_epochs: int = 0  # full/partial: head-only warm-up epochs
     backbone_lr_mult: float = 0.1  # pretrained blocks' rate = lr × this
+    class_weight: str = "none"  # balanced | none: class-balanced loss weights (set by the resolution step)
     reasons: list[str] = field(default_factory=list)
+    image_size: int | None = None  # the planner's input size; None = the backbone's
+    head_init: str = "default"  # default | probe (LP-FT)
+    recipe: dict[str, Any] | None = None  # the planner's recipe: predicted seconds by part, alternatives
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# Defaults per strategy. Fine-tuning: 10 epochs at head lr 1e-3 (backbone 1e-4) with AdamW, as measured in
-# FINDINGS' baselines. The frozen head: 30 cheap epochs on cached features when trained by SGD (the default
-# L-BFGS solver ignores epochs and picks its regularisation on validation).
-STRATEGY_DEFAULTS: dict[str, dict[str, Any]] = {
-    "full": {"epochs": 10, "lr": 1e-3},
-    "partial": {"epochs": 10, "lr": 1e-3, "trainable_blocks": 2},
-    "frozen": {"epochs": 30, "lr": 1e-3},
-}
-
-
 def default_plan(strategy: str) -> Plan:
-    """The plan for an explicitly chosen strategy."""
-    if strategy not in STRATEGY_DEFAULTS:
-        raise ValueError(f"unknown strategy {strategy!r}; choose auto, {', '.join(STRATEGY_DEFAULTS)}")
-    return Plan(strategy=strategy, **STRATEGY_DEFAULTS[strategy], reasons=[f"strategy {strategy!r} chosen by the user"])
+    """The plan for an explicitly chosen strategy: that strategy's own defaults (its class attributes)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(STRATEGIES.unknown_message(strategy))
+    return _strategy_plan(strategy, reasons=[f"strategy={strategy!r} chosen by the user"])
 
 
-def apply_plan(config: RunConfig, plan: Plan) -> RunConfig:
-    """A copy of ``config`` with every unset (``None``) field that ``plan`` covers filled from it.
-
-    Explicit settings always win. An explicit ``trainable_blocks`` under strategy ``auto`` selects ``partial``; when
-    the strategy that results is not the plan's, the unset fields come from that strategy's defaults instead
-    (a frozen plan's 30 head epochs would be wrong for fine-tuning).
-    """
-    out = copy.deepcopy(config)
-    if out.strategy.name == "auto":
-        # An explicit depth (--trainable-blocks) only means something for strategy 2, so it picks it.
-        out.strategy.name = "partial" if out.strategy.trainable_blocks is not None else plan.strategy
-    if out.strategy.name != plan.strategy:  # the plan's numbers belong to its strategy, not to the one chosen
-        plan = default_plan(out.strategy.name)
-    if out.train.epochs is None:
-        out.train.epochs = plan.epochs
-    if out.train.lr is None:
-        out.train.lr = plan.lr
-    if out.data.augment is None:
-        out.data.augment = plan.augment
-    if out.strategy.trainable_blocks is None and out.strategy.name == "partial":
-        out.strategy.trainable_blocks = plan.trainable_blocks
-    if out.strategy.head_epochs is None:
-        out.strategy.head_epochs = plan.head_epochs
-    if out.train.backbone_lr_mult is None:
-        out.train.backbone_lr_mult = plan.backbone_lr_mult
-    return out
+def _strategy_plan(strategy: str, **overrides: Any) -> Plan:
+    cls = STRATEGIES.get(strategy)
+    settings = {"epochs": cls.default_epochs, "lr": cls.default_lr, "trainable_blocks": cls.default_depth,
+                "head_epochs": cls.default_head_epochs, "backbone_lr_mult": cls.default_backbone_lr_mult}
+    return Plan(strategy=cls.name, **{**settings, **overrides})
 
 
 # "Small" is under about 1000 images per class (the seed's rule of thumb): below it, fine-tuning millions of
@@ -138,7 +111,7 @@ def plan_for_quadrant(quadrant: int, *, depth: int | None = None, reasons: list[
     if quadrant not in QUADRANTS:
         raise ValueError(f"quadrant must be 1, 2, 3 or 4; got {quadrant}")
     q = QUADRANTS[quadrant]
-    settings = dict(STRATEGY_DEFAULTS[q.strategy], backbone_lr_mult=q.backbone_lr_mult)
+    settings: dict[str, Any] = {"backbone_lr_mult": q.backbone_lr_mult}
     if q.strategy == "partial":
         if depth is None or depth < 1:
             raise ValueError(f"quadrant {quadrant} trains the top blocks: give depth >= 1, got {depth}")
@@ -148,4 +121,4 @@ def plan_for_quadrant(quadrant: int, *, depth: int | None = None, reasons: list[
                                  + (f", {q.augment} augmentation" if q.augment != "none" else ", no augmentation")
                                  + (f", pretrained blocks at {q.backbone_lr_mult:g}x the head's learning rate"
                                     if q.strategy != "frozen" else "")]
-    return Plan(strategy=q.strategy, augment=q.augment, reasons=why, **settings)
+    return _strategy_plan(q.strategy, augment=q.augment, reasons=why, **settings)

@@ -27,7 +27,6 @@ from shoulders.data.samples import Samples
 logger = logging.getLogger(__name__)
 
 ON_DUPLICATE = ("drop", "keep", "error")
-DUPLICATES_NAME = "duplicates.json"  # in the run folder
 NEAR_DISTANCE = 4  # pHash bits that may differ for two images to count as near-duplicates (of 64)
 _EVALUATED = ("val", "test")  # splits whose copies of training images inflate a score
 _SHOW = 3

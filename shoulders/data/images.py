@@ -39,7 +39,7 @@ class BadImageError(ValueError):
         self.path = str(path)
         self.reason = reason
         super().__init__(
-            f"cannot read image {self.path}: {reason}; fix or remove it, or use --on-bad-image skip"
+            f"cannot read image {self.path}: {reason}; fix or remove it, or use on_bad_image='skip'"
         )
 
 

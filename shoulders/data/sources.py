@@ -32,7 +32,7 @@ def _handle_bad(bad: list[BadImage], missing: list[BadImage], on_bad_image: str,
         if missing:
             raise ValueError(
                 f"{len(missing)} file(s) listed in {where} do not exist: {_first_few([b.path for b in missing])}; "
-                "fix the paths, or use --on-bad-image skip"
+                "fix the paths, or use on_bad_image='skip'"
             )
         if bad:
             raise BadImageError(bad[0].path, bad[0].reason)
@@ -41,6 +41,22 @@ def _handle_bad(bad: list[BadImage], missing: list[BadImage], on_bad_image: str,
                        _first_few([b.path for b in missing]))
     if bad:
         logger.warning("skipped %d unreadable image(s) in %s: %s", len(bad), where, _first_few([b.path for b in bad]))
+
+
+def _nothing_readable(listing: Listing, pool_name: str, bad: list[BadImage]) -> str:
+    """Why a source gave no usable training image, in the source's own terms (CSV rows or folders)."""
+    listed = listing.parts.get(pool_name, [])
+    if listing.method in ("csv", "pool") and listing.where.lower().endswith(".csv") and not listed:
+        if listing.missing:
+            folder = Path(listing.where).resolve().parent
+            return (f"none of the {len(listing.missing)} file(s) listed in {listing.where} exist "
+                    f"({_first_few([b.path for b in listing.missing])}); relative paths are read from the CSV's "
+                    f"folder {folder}: fix the path column or move the CSV next to the images")
+        return f"{listing.where} lists no {'training ' if pool_name == 'train' else ''}images; add rows path,label"
+    if listed and len(bad) >= len(listed):
+        return (f"none of the {len(listed)} images in {listing.where} could be read "
+                f"({_first_few([b.path + ': ' + b.reason for b in bad])}); fix or replace those files")
+    return f"no readable images found in {listing.where}; expected images laid out by class"
 
 
 def _samples_from_listing(listing: Listing, on_bad_image: str) -> tuple[dict[str, Samples], list[BadImage]]:
@@ -52,7 +68,7 @@ def _samples_from_listing(listing: Listing, on_bad_image: str) -> tuple[dict[str
     good = {name: [(p, c) for p, c in pairs if p not in bad_paths] for name, pairs in listing.parts.items()}
     pool_name = "train" if "train" in good else "all"
     if not good[pool_name]:
-        raise ValueError(f"no readable images found in {listing.where}; expected images laid out by class")
+        raise ValueError(_nothing_readable(listing, pool_name, bad))
     named = {c for _, c in listing.parts[pool_name]}
     classes = sort_class_names(c for _, c in good[pool_name])
     lost = sorted(named - set(classes))

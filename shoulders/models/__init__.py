@@ -15,12 +15,14 @@ from typing import TYPE_CHECKING
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
+    "_blocks": ["Block", "backbone_blocks"],
     "_factory": ["TransferModel", "build_head", "create_backbone", "create_transfer_model", "imagenet_class_names"],
     "_weights": ["WeightsInfo", "WeightsUnavailableError", "file_sha256", "load_state_dict_file"],
     "_zoo": ["DEFAULT_BACKBONE", "BackboneInfo", "list_backbones", "resolve_backbone_name"],
 })
 
 if TYPE_CHECKING:
+    from shoulders.models._blocks import Block, backbone_blocks
     from shoulders.models._factory import (TransferModel, build_head, create_backbone, create_transfer_model,
                                            imagenet_class_names)
     from shoulders.models._weights import WeightsInfo, WeightsUnavailableError, file_sha256, load_state_dict_file

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from shoulders.models import _sources
+from shoulders.models._blocks import Block, backbone_blocks
 from shoulders.models._lukemelas import is_lukemelas_layout, lukemelas_to_timm, stage_lengths
 from shoulders.models._weights import (
     WeightsInfo,
@@ -157,6 +158,11 @@ def build_head(in_features: int, num_classes: int, hidden: int | None = None, dr
 class TransferModel(nn.Module):
     """A timm backbone without its classifier, followed by a new head: ``head(backbone(x))``.
 
+    The contract fine-tuning code relies on (strategies, the trainer, the advisor), so that none of them reaches
+    into the attributes: :meth:`feature_extractor` (the pretrained network), :meth:`get_classifier` (the new
+    head), :meth:`stem` and :meth:`blocks` (the backbone's own coarse parameter groups, bottom to top, from
+    timm's ``group_matcher``), :meth:`forward_features` and :meth:`forward_head`.
+
     Args:
         backbone: a timm model built with ``num_classes=0`` (returns pooled features).
         head: maps those features to logits.
@@ -166,6 +172,28 @@ class TransferModel(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = head
+        self._parts: tuple[Block | None, list[Block]] | None = None
+
+    def feature_extractor(self) -> nn.Module:
+        """The pretrained network without classifier: images → pooled features."""
+        return self.backbone
+
+    def get_classifier(self) -> nn.Module:
+        """The new head: pooled features → logits (timm's name for a model's classifier)."""
+        return self.head
+
+    def stem(self) -> Block | None:
+        """The backbone's stem (its input layers), when its ``group_matcher`` names one."""
+        return self._groups()[0]
+
+    def blocks(self) -> list[Block]:
+        """The backbone's blocks above the stem, bottom to top: the units of ``trainable_blocks``."""
+        return self._groups()[1]
+
+    def _groups(self) -> tuple[Block | None, list[Block]]:
+        if self._parts is None:  # the grouping depends on the structure only, so it is computed once
+            self._parts = backbone_blocks(self.backbone)
+        return self._parts
 
     @property
     def num_features(self) -> int:
@@ -180,6 +208,10 @@ class TransferModel(nn.Module):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Pooled backbone features, shape (batch, num_features)."""
         return self.backbone(x)
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """Logits from pooled features, shape (batch, num_classes)."""
+        return self.head(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits, shape (batch, num_classes)."""

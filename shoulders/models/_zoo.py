@@ -10,10 +10,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from shoulders._registry import Registry
+from shoulders.config import DEFAULT_BACKBONE  # noqa: F401 - exported by shoulders.models; defined once, in config
 from shoulders.models._facts import is_timm_model, timm_facts
 from shoulders.models._sources import offline_status
-
-DEFAULT_BACKBONE = "tf_efficientnet_lite0"
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,8 @@ import math
 import time
 from typing import Any, Callable, Iterable, Iterator
 
+import torch
+
 REPLAN_SLACK = 0.03  # re-plan only when the projected end is this much (of the time left) past the deadline
 MIN_MEASURED_STEPS = 3  # steps timed before the first projection (the first steps include kernel selection)
 
@@ -28,16 +30,20 @@ class BudgetKeeper:
         deadline: ``clock()`` value by which training (validation included) must end; ``None`` = never re-plan.
         clock: seconds, monotonic (``time.perf_counter``; tests pass a fake one).
         steps_per_epoch: steps between validation passes (their cost is counted in the projection).
+        sync: under a launcher, re-plan only after validation and pass the schedule through ``sync`` (rank 0's
+            decision broadcast), so every process stops at the same step; ``None`` = re-plan after any step.
     """
 
     def __init__(self, total_steps: int, warmup_steps: int = 0, *, deadline: float | None = None,
-                 clock: Callable[[], float] = time.perf_counter, steps_per_epoch: int | None = None) -> None:
+                 clock: Callable[[], float] = time.perf_counter, steps_per_epoch: int | None = None,
+                 sync: Callable[[Any], Any] | None = None) -> None:
         self.planned_steps = max(int(total_steps), 1)
         self.total_steps = self.planned_steps
         self.warmup_steps = min(max(int(warmup_steps), 0), self.total_steps - 1)
         self.deadline = deadline
         self.clock = clock
         self.steps_per_epoch = steps_per_epoch or self.total_steps
+        self.sync = sync
         self.done = 0
         self.replans: list[dict[str, Any]] = []
         self._start_factor, self._start_step = 1.0, self.warmup_steps  # where the current cosine begins
@@ -74,12 +80,17 @@ class BudgetKeeper:
             self._step_seconds.append(now - self._last)
         self._last = now
         self.done += 1
-        self._maybe_replan(now)
+        if self.sync is None:
+            self._maybe_replan(now)
 
     def evaluation_done(self, seconds: float) -> None:
         """A validation pass took ``seconds``: the remaining ones are counted in the projection."""
         self._eval_seconds = max(self._eval_seconds, seconds)
         self._last = self.clock()
+        if self.sync is not None:
+            self._maybe_replan(self._last)
+            schedule = self.sync((self.total_steps, self._start_factor, self._start_step))
+            self.total_steps, self._start_factor, self._start_step = schedule
 
     def _maybe_replan(self, now: float) -> None:
         if self.deadline is None or len(self._step_seconds) < MIN_MEASURED_STEPS or self.finished:
@@ -103,9 +114,29 @@ class BudgetKeeper:
 
     # -- checkpoints -----------------------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in vars(self).items() if k != "clock"}
+        return {k: v for k, v in vars(self).items() if k not in ("clock", "sync")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        clock = self.clock
+        """The schedule as it was; the deadline stays this run's (a resumed run has its own budget)."""
+        kept = {"clock": self.clock, "sync": self.sync, "deadline": self.deadline}
         self.__dict__.update(state)
-        self.clock = clock
+        self.__dict__.update(kept)
+
+
+class BudgetScheduler(torch.optim.lr_scheduler.LambdaLR):
+    """A ``LambdaLR`` driven by a :class:`BudgetKeeper`, whose state it carries in its own ``state_dict`` (plain
+    numbers, so a checkpoint loads with ``weights_only=True``)."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, keeper: BudgetKeeper) -> None:
+        self.keeper = keeper
+        super().__init__(optimizer, lambda step: keeper(step))
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {k: v for k, v in super().state_dict().items() if k != "keeper"}
+        state["budget_keeper"] = self.keeper.state_dict()
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state = dict(state_dict)
+        self.keeper.load_state_dict(state.pop("budget_keeper"))
+        super().load_state_dict(state)

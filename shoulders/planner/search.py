@@ -48,7 +48,7 @@ class Candidate:
 
     def label(self) -> str:
         depth = f" top-{self.depth}" if self.strategy == "partial" else ""
-        epochs = f", {self.epochs} epochs" if self.strategy != "frozen" else ""
+        epochs = f", {self.epochs} epoch{'s' if self.epochs != 1 else ''}" if self.strategy != "frozen" else ""
         return f"{self.strategy}{depth}, {self.image_size} px{epochs}"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -11,15 +10,11 @@ import numpy as np
 from PIL import Image
 
 from shoulders.report.metrics import compute_metrics, top_losses
+from shoulders.run_folder import CONFUSION_NAME, CURVES_NAME, EVALUATION_NAME, HISTORY_NAME, TOP_LOSSES_NAME, save_json
 from shoulders.report.plots import plot_confusion_matrix, plot_history, plot_top_losses
 
 logger = logging.getLogger(__name__)
 
-EVALUATION_FILE = "evaluation.json"
-CONFUSION_FILE = "confusion_matrix.png"
-TOP_LOSSES_FILE = "top_losses.png"
-CURVES_FILE = "curves.png"
-HISTORY_FILE = "history.csv"
 # (sample indices, one class index per sample) → one heatmap per sample, at the image's size, values in [0, 1]
 HeatmapMaker = Callable[[list[int], list[int]], Sequence[np.ndarray]]
 
@@ -61,6 +56,7 @@ def write_evaluation(
     split_name: str,
     top_k_losses: int = 16,
     heatmaps: HeatmapMaker | None = None,
+    bad_images: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
     """Computes the metrics of one split and writes them, with their figures, into the run folder.
 
@@ -78,9 +74,10 @@ def write_evaluation(
         top_k_losses: how many misclassified images to keep in the gallery.
         heatmaps: returns, for sample indices and one class per sample, a heatmap per sample at the image's
             size; the gallery then shows where the network looked for its (wrong) predicted class.
+        bad_images: files that could not be read and were left out (``{"path", "reason"}``), recorded as is.
 
     Returns:
-        ``{"split", "metrics", "top_losses", "files", "heatmaps"}``; each top-loss item carries a
+        ``{"split", "metrics", "top_losses", "files", "heatmaps", "bad_images"}``; each top-loss item carries a
         ``description``; ``heatmaps`` says whether the gallery has them and, if not, why.
     """
     run_dir = Path(run_dir)
@@ -93,13 +90,13 @@ def write_evaluation(
     maps, heatmap_note = _heatmaps(heatmaps, losses, images)
 
     files = {
-        "confusion_matrix": plot_confusion_matrix(metrics["confusion_matrix"], classes, run_dir / CONFUSION_FILE).name,
-        "top_losses": plot_top_losses(images, losses, classes, run_dir / TOP_LOSSES_FILE, heatmaps=maps).name,
+        "confusion_matrix": plot_confusion_matrix(metrics["confusion_matrix"], classes, run_dir / CONFUSION_NAME).name,
+        "top_losses": plot_top_losses(images, losses, classes, run_dir / TOP_LOSSES_NAME, heatmaps=maps).name,
     }
-    if (run_dir / HISTORY_FILE).is_file():
-        files["curves"] = plot_history(run_dir / HISTORY_FILE, run_dir / CURVES_FILE).name
+    if (run_dir / HISTORY_NAME).is_file():
+        files["curves"] = plot_history(run_dir / HISTORY_NAME, run_dir / CURVES_NAME).name
 
     evaluation = {"split": split_name, "metrics": metrics, "top_losses": losses, "files": files,
-                  "heatmaps": heatmap_note}
-    (run_dir / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2), encoding="utf-8")
+                  "heatmaps": heatmap_note, "bad_images": list(bad_images or [])}
+    save_json(evaluation, run_dir / EVALUATION_NAME)
     return evaluation

@@ -90,8 +90,9 @@ def plan_fact(config: Any, advice: Any) -> Fact | None:
         sentence += f", {augment} augmentation"
     if isinstance(epochs, int) and strategy != "frozen":
         sentence += f", {epochs} epochs"
-    if isinstance(config.get("backbone"), str):
-        sentence += f", on {config['backbone']}"
+    backbone = _get(resolved, "model", "backbone") or config.get("backbone")  # older folders: at the top level
+    if isinstance(backbone, str):
+        sentence += f", on {backbone}"
     quadrant = _get(advice, "quadrant")
     sentence += f" — chosen by the advisor (quadrant {quadrant})" if quadrant else " — chosen by hand"
     return ("plan", sentence, True)

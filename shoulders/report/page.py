@@ -20,11 +20,11 @@ from pathlib import Path
 from string import Template
 from typing import Any, Mapping
 
-from shoulders.report.evaluation import EVALUATION_FILE, HISTORY_FILE, TOP_LOSSES_FILE
 from shoulders.report.headline import headline_facts
 from shoulders.report.plots import confusion_figure, figure_png, history_figure
+from shoulders.run_folder import (ADVICE_NAME, BAD_IMAGES_NAME, CLASSES_NAME, CONFIG_NAME, EVALUATION_NAME,
+                                  HISTORY_NAME, MATRIX_NAME, METRICS_NAME, REPORT_NAME, SPLIT_NAME, TOP_LOSSES_NAME)
 
-REPORT_FILE = "report.html"
 CONFIG_ORDER = ("backbone", "weights", "data_config", "runtime", "versions")
 BAD_IMAGES_SHOWN = 20
 
@@ -159,11 +159,11 @@ def _config_section(run_dir: Path, config: Any, classes: list[str]) -> str:
     groups += [(k, v) for k, v in config.items() if k not in CONFIG_ORDER and k not in elsewhere]
     parts = [f"<h3>{_esc(name)}</h3>{_value_html(value)}" for name, value in groups]
     parts.append(f"<h3>Classes ({len(classes)})</h3><p>{_value_html(classes)}</p>")
-    bad = run_dir / "bad_images.txt"
-    if bad.is_file():
-        lines = [line for line in bad.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
+    bad = _read_json(run_dir / BAD_IMAGES_NAME, [])
+    if isinstance(bad, list) and bad:
+        lines = [f"{b.get('path')}: {b.get('reason')}" if isinstance(b, Mapping) else str(b) for b in bad]
         shown = "\n".join(lines[:BAD_IMAGES_SHOWN]) + ("\n…" if len(lines) > BAD_IMAGES_SHOWN else "")
-        parts.append(f"<h3>Skipped images ({len(lines)}, see bad_images.txt)</h3><pre>{_esc(shown)}</pre>")
+        parts.append(f"<h3>Skipped images ({len(lines)}, see {BAD_IMAGES_NAME})</h3><pre>{_esc(shown)}</pre>")
     return ("<details><summary>Everything config.json records (click to open)</summary>" + "".join(parts)
             + "</details>")
 
@@ -180,13 +180,13 @@ def _advice_section(run_dir: Path, advice: Any, config: Any) -> str:
     reasons = advice.get("reasons") or []
     text = ("<h3>Why this plan</h3><ol>" + "".join(f"<li>{_esc(r)}</li>" for r in reasons) + "</ol>"
             if reasons else "") + "<h3>Measured</h3>" + _value_html(figures)
-    matrix = run_dir / "matrix.png"
+    matrix = run_dir / MATRIX_NAME
     picture = _img(matrix.read_bytes(), "size-similarity matrix") if matrix.is_file() else ""
     return f'<div class="overview"><div>{picture}</div><div>{text}</div></div>'
 
 
 def _curves_section(run_dir: Path) -> str:
-    history = run_dir / HISTORY_FILE
+    history = run_dir / HISTORY_NAME
     if not history.is_file():
         return _note("No history.csv in this run folder, so there are no training curves.")
     try:
@@ -239,7 +239,7 @@ def _confusion_section(run_dir: Path, evaluation: Mapping[str, Any] | None, clas
         left.append("<h3>Most confused</h3>" + _table(["true", "predicted as", "count"], rows))
     else:
         left.append(_note("No class was confused with another."))
-    gallery = run_dir / TOP_LOSSES_FILE
+    gallery = run_dir / TOP_LOSSES_NAME
     right = [_img(gallery.read_bytes(), "top losses")] if gallery.is_file() and evaluation.get("top_losses") else []
     if isinstance(evaluation.get("heatmaps"), str):
         right.append(f"<p>{_esc(evaluation['heatmaps'])}</p>")
@@ -262,7 +262,7 @@ def _top_losses_section(run_dir: Path, evaluation: Mapping[str, Any] | None, cla
         f" p={it['p_pred']:.2f}"
         "</figcaption></figure>"
         for it in items
-        if not (run_dir / TOP_LOSSES_FILE).is_file() and it.get("image_png_b64")
+        if not (run_dir / TOP_LOSSES_NAME).is_file() and it.get("image_png_b64")
     ]
     if thumbs:
         parts.append('<div class="thumbs">' + "".join(thumbs) + "</div>")
@@ -295,7 +295,7 @@ def render_report(run_dir: str | Path, evaluation: dict[str, Any] | None = None,
 
     Args:
         run_dir: the run folder (config.json, classes.json, history.csv, metrics.json, optional advice.json,
-            matrix.png, bad_images.txt and the files of :func:`shoulders.report.write_evaluation`).
+            matrix.png, bad_images.json and the files of :func:`shoulders.report.write_evaluation`).
         evaluation: the dict returned by ``write_evaluation``; when ``None``, ``evaluation.json`` in the run folder
             is used if present.
         out: where to write the page; defaults to ``run_dir/report.html``.
@@ -307,17 +307,17 @@ def render_report(run_dir: str | Path, evaluation: dict[str, Any] | None = None,
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist; pass the folder that `shoulders train` wrote")
     notes: list[str] = []
-    config = _read_json(run_dir / "config.json", notes)
-    recorded = _read_json(run_dir / "metrics.json", notes)
+    config = _read_json(run_dir / CONFIG_NAME, notes)
+    recorded = _read_json(run_dir / METRICS_NAME, notes)
     if evaluation is None:
-        evaluation = _read_json(run_dir / EVALUATION_FILE, notes)
-    classes = _read_json(run_dir / "classes.json", notes)
+        evaluation = _read_json(run_dir / EVALUATION_NAME, notes)
+    classes = _read_json(run_dir / CLASSES_NAME, notes)
     if not isinstance(classes, list):
         classes = list(config.get("classes") or []) if isinstance(config, Mapping) else []
     classes = [str(c) for c in classes]
     evaluation = evaluation if isinstance(evaluation, Mapping) else None
-    advice = _read_json(run_dir / "advice.json", notes)
-    facts = headline_facts(config, recorded, evaluation, advice, _read_json(run_dir / "split.json", notes), classes)
+    advice = _read_json(run_dir / ADVICE_NAME, notes)
+    facts = headline_facts(config, recorded, evaluation, advice, _read_json(run_dir / SPLIT_NAME, notes), classes)
     bodies = {
         "confusion": _confusion_section(run_dir, evaluation, classes),
         "top-losses": _top_losses_section(run_dir, evaluation, classes),
@@ -333,7 +333,7 @@ def render_report(run_dir: str | Path, evaluation: dict[str, Any] | None = None,
         nav="".join(f'<a href="#{sid}">{title}</a>' for sid, title in _SECTIONS),
         body="".join(_note(n) for n in notes) + sections,
     )
-    path = Path(out) if out is not None else run_dir / REPORT_FILE
+    path = Path(out) if out is not None else run_dir / REPORT_NAME
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")
     return path

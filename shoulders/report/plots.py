@@ -8,7 +8,6 @@ which embeds the same figures without going through the file system.
 
 from __future__ import annotations
 
-import csv
 import io
 import math
 from pathlib import Path
@@ -21,6 +20,8 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 from sklearn.metrics import ConfusionMatrixDisplay
 
+from shoulders.run_folder import read_history as read_history_file
+
 HISTORY_NUMERIC = ("epoch", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 DPI = 100
 MAX_ANNOTATED_CLASSES = 20  # beyond this the per-cell numbers overlap and hide the colours
@@ -32,8 +33,7 @@ def read_history(history: str | Path | Iterable[Mapping[str, Any]]) -> list[dict
     Empty or missing numeric cells become NaN, so a run without a validation split still plots its train curves.
     """
     if isinstance(history, (str, Path)):
-        with open(history, newline="", encoding="utf-8") as handle:
-            history = list(csv.DictReader(handle))
+        history = read_history_file(history)
     rows = []
     for raw in history:
         row: dict[str, Any] = dict(raw)

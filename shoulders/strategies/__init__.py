@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from .._registry import Registry
 from ..config import StrategyConfig
-from ._blocks import Block, backbone_blocks
 from .base import ALL_BLOCKS, Phase, Strategy, resolve_block_count, trainable_block_list
 from .frozen import FrozenStrategy
 from .full import FullStrategy
-from .partial import DEFAULT_TRAINABLE_BLOCKS, PartialStrategy
+from .partial import PartialStrategy
 
-STRATEGIES: Registry[type[Strategy]] = Registry("strategy", "choose full, partial, frozen or auto")
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", "or 'auto' to let the advisor measure the data and choose")
 for _cls in (FullStrategy, PartialStrategy, FrozenStrategy):
     STRATEGIES.register(_cls.name, _cls)
 
@@ -27,7 +26,7 @@ def list_strategies() -> list[str]:
 
 
 __all__ = [
-    "ALL_BLOCKS", "Block", "DEFAULT_TRAINABLE_BLOCKS", "FrozenStrategy", "FullStrategy", "PartialStrategy", "Phase",
-    "STRATEGIES", "Strategy", "backbone_blocks", "create_strategy", "list_strategies", "resolve_block_count",
+    "ALL_BLOCKS", "FrozenStrategy", "FullStrategy", "PartialStrategy", "Phase",
+    "STRATEGIES", "Strategy", "create_strategy", "list_strategies", "resolve_block_count",
     "trainable_block_list",
 ]

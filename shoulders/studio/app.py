@@ -15,12 +15,15 @@ from typing import Any
 from fastapi import Body, FastAPI, File, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.concurrency import run_in_threadpool
 
-from .state import MATRIX_FILE, Studio, planner_available
-from .uploads import MAX_UPLOAD_BYTES, UploadError
+from ..serve.uploads import RequestSizeLimit, UploadError
+from .planning import budget_table_available, train_takes_budget
+from .state import MATRIX_FILE, Studio
 
 STATIC = Path(str(files("shoulders.studio") / "static"))
+STUDIO_HEADER = "X-Shoulders-Studio"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -50,17 +53,31 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 async def _read_uploads(uploads: list[UploadFile]) -> list[tuple[str, bytes]]:
-    """(name, bytes) per file, reading at most one byte past the limit so a huge upload is refused cheaply."""
-    out = []
-    for upload in uploads:
-        out.append((upload.filename or "upload", await upload.read(MAX_UPLOAD_BYTES + 1)))
-    return out
+    """(name, bytes) per file; the request's size was already bounded by ``RequestSizeLimit``."""
+    return [(upload.filename or "upload", await upload.read()) for upload in uploads]
 
 
-def create_app(studio: Studio) -> FastAPI:
-    """The FastAPI application serving ``studio``."""
+def _guard_requests(app: FastAPI, allowed_hosts: list[str] | None) -> None:
+    """Only the studio's own page may change anything: every POST carries ``X-Shoulders-Studio: 1``, a header
+    another web site's page cannot send to this address without the CORS permission the studio never gives. With
+    ``allowed_hosts`` (a loopback bind), a request naming another host (DNS rebinding) is refused too."""
+
+    @app.middleware("http")
+    async def _own_page_only(request: Request, call_next: Any) -> Any:
+        if request.method not in ("GET", "HEAD") and request.headers.get(STUDIO_HEADER) != "1":
+            return _error(403, f"changes come from the studio's own page (header {STUDIO_HEADER}: 1)")
+        return await call_next(request)
+
+    if allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts)
+
+
+def create_app(studio: Studio, allowed_hosts: list[str] | None = None) -> FastAPI:
+    """The FastAPI application serving ``studio``; ``allowed_hosts`` limits the ``Host`` header it answers."""
     app = FastAPI(title="shoulders studio", docs_url=None, redoc_url=None, openapi_url=None)
     _install_error_handlers(app)
+    _guard_requests(app, allowed_hosts)
+    app.add_middleware(RequestSizeLimit, limits=studio.settings.upload_limits)
     _data_routes(app, studio)
     _run_routes(app, studio)
 
@@ -77,8 +94,10 @@ def _data_routes(app: FastAPI, studio: Studio) -> None:
     def session() -> dict[str, Any]:
         s = studio.settings
         return {"backbone": s.backbone, "weights": s.weights, "image_size": s.image_size, "device": s.device,
-                "runs_dir": str(s.runs_dir), "workspace": str(s.workspace), "planner": planner_available(),
-                "data": str(studio.data) if studio.data else None, "max_upload_mb": MAX_UPLOAD_BYTES // 2**20}
+                "runs_dir": str(s.runs_dir), "workspace": str(s.workspace),
+                "budget_table": budget_table_available(), "train_budget": train_takes_budget(),
+                "data": str(studio.data) if studio.data else None,
+                "max_files": s.upload_limits.max_files, "max_request_bytes": s.upload_limits.max_request_bytes}
 
     @app.get("/api/data")
     def data() -> dict[str, Any]:
@@ -108,6 +127,10 @@ def _data_routes(app: FastAPI, studio: Studio) -> None:
     @app.get("/api/advise")
     def advice() -> dict[str, Any]:
         return studio.advice()
+
+    @app.post("/api/advise/budget")
+    def start_budget_table() -> dict[str, Any]:
+        return studio.start_budget_table()
 
     @app.get("/api/advice/matrix.png")
     def matrix() -> Response:

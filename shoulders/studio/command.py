@@ -62,5 +62,6 @@ def run(args: argparse.Namespace) -> int:
     if args.host not in LOOPBACK:
         print(f"warning: --host {args.host} lets other computers on the network use this studio and its files",
               file=sys.stderr, flush=True)
-    uvicorn.run(create_app(studio), host=args.host, port=args.port, log_level="warning")
+    hosts = [h for name in LOOPBACK for h in (name, f"{name}:{args.port}")] if args.host in LOOPBACK else None
+    uvicorn.run(create_app(studio, allowed_hosts=hosts), host=args.host, port=args.port, log_level="warning")
     return 0

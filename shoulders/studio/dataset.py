@@ -1,5 +1,6 @@
 """What the studio's data tab shows about a data set: images per class and split, native sizes, unreadable files,
-identical files, and whether ``shoulders train`` can take it as it stands.
+duplicates (the library's own report, :mod:`shoulders.data.duplicates`), and whether ``shoulders train`` can take
+it as it stands.
 
 Unlike :func:`shoulders.data.load_data`, the listing here is lenient: a class folder just created in the browser
 and still empty, or a data set with one class so far, is a state to show, not an error.
@@ -7,8 +8,6 @@ and still empty, or a data set with one class so far, is a state to show, not an
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -19,38 +18,28 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..data import load_data
+from ..data import Samples, load_data
+from ..data.duplicates import find_duplicates, near_duplicates_available
 from ..data._readers import SPLIT_NAMES, list_csv
-from ..data.images import walk_images
+from ..data.images import verify_image, walk_images
 
 COMMON_SIZES_SHOWN = 5
-DUPLICATE_GROUPS_SHOWN = 20
 
 
 @dataclass(frozen=True)
 class _FileFacts:
     path: str
-    digest: str
     size: tuple[int, int] | None  # (width, height); None when unreadable
     problem: str | None
 
 
 def _inspect(path: str) -> _FileFacts:
-    """One read of the file: its content hash, its header's size, and PIL's integrity check."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        return _FileFacts(path, "", None, f"cannot read: {exc.strerror or exc}")
-    digest = hashlib.sha1(data).hexdigest()
-    if not data:
-        return _FileFacts(path, digest, None, "empty file (0 bytes)")
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            size = img.size
-            img.verify()
-    except Exception as exc:  # noqa: BLE001 - any failure of PIL means "bad image"
-        return _FileFacts(path, digest, None, f"{type(exc).__name__}: {exc}")
-    return _FileFacts(path, digest, size, None)
+    """The library's integrity check (the reason training would give) and, for a good file, its header's size."""
+    problem = verify_image(path)
+    if problem is not None:
+        return _FileFacts(path, None, problem)
+    with Image.open(path) as img:
+        return _FileFacts(path, img.size, None)
 
 
 def _class_files(directory: Path) -> dict[str, list[str]]:
@@ -88,13 +77,17 @@ def _size_figures(sizes: list[tuple[int, int]]) -> dict[str, Any]:
             "common": [{"size": s, "count": n} for s, n in common]}
 
 
-def _duplicates(facts: list[_FileFacts]) -> list[list[str]]:
-    """Groups of files with identical bytes (the same image saved twice, perhaps under two classes)."""
-    groups: dict[str, list[str]] = {}
-    for f in facts:
-        if f.digest and f.problem is None:
-            groups.setdefault(f.digest, []).append(f.path)
-    return sorted((paths for paths in groups.values() if len(paths) > 1), key=lambda g: (-len(g), g[0]))
+def _duplicates(parts: dict[str, dict[str, list[str]]], bad: set[str]) -> dict[str, Any]:
+    """The library's duplicate report (exact copies; near copies too where ``imagehash`` is installed) over the
+    readable files; a pool that is not split yet counts as the training split."""
+    names = sorted({name for classes in parts.values() for name in classes})
+    samples = {}
+    for split, classes in parts.items():
+        pairs = [(p, names.index(c)) for c, paths in classes.items() for p in paths if p not in bad]
+        samples["train" if split == "all" else split] = Samples(names, [y for _, y in pairs],
+                                                                 paths=[p for p, _ in pairs])
+    report, _ = find_duplicates(samples, policy="keep", near=near_duplicates_available())
+    return {**report.to_dict(), "summary": report.summary()}
 
 
 def _readiness(source: Path) -> str | None:
@@ -123,9 +116,9 @@ def summarize(source: str | os.PathLike) -> dict[str, Any]:
     classes = [{"name": name, "count": sum(len(parts[s].get(name, [])) for s in parts),
                 "splits": {s: len(parts[s].get(name, [])) for s in parts},
                 "bad": sum(1 for s in parts for p in parts[s].get(name, []) if p in bad)} for name in names]
-    duplicates = _duplicates(facts)
+    duplicates = _duplicates(parts, set(bad)) if len(files) > len(bad) else None
     return {"source": str(source), "layout": layout, "splits": sorted(parts), "classes": classes,
             "total": len(files), "sizes": _size_figures([f.size for f in facts if f.size is not None]),
             "bad_images": [{"path": p, "reason": r} for p, r in bad.items()],
-            "duplicates": duplicates[:DUPLICATE_GROUPS_SHOWN], "duplicate_groups": len(duplicates),
+            "duplicates": duplicates,
             "problem": _readiness(source) if files else "no images yet: add class folders with images"}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import load_json, save_json
+from ..run_folder import load_json, save_json
 
 JOB_FILE = "studio.json"  # in the run folder: how the studio started the run, so a later studio can resume it
 LOG_FILE = "train.log"

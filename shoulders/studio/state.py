@@ -6,23 +6,21 @@ Every action calls the library (``advise``, ``evaluate_run``, ``export_run``, ``
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..data.images import safe_dirname
-from ..run_folder import is_run_folder
-from ..train.checkpoint import CHECKPOINT_NAME
-from ..train.history import read_history
+from ..run_folder import CHECKPOINT_NAME, is_run_folder, read_history
 from .dataset import summarize
 from .jobs import Tasks, TrainJob, log_tail, read_job
-from .uploads import decode_upload
+from .planning import budget_table, budget_table_available, train_takes_budget
+from ..serve.uploads import Upload, UploadLimits, check_file_count, decode_image
 
 MATRIX_FILE = "advice-matrix.png"
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -40,11 +38,7 @@ class Settings:
     weights: str | None = None
     image_size: int | None = None  # default input size for advice and training (None: the backbone's)
     device: str = "auto"
-
-
-def planner_available() -> bool:
-    """Whether this shoulders has the budget planner (``shoulders.planner``, ``--budget``)."""
-    return importlib.util.find_spec("shoulders.planner") is not None
+    upload_limits: UploadLimits = field(default_factory=UploadLimits)  # the same as `shoulders serve`'s
 
 
 class Studio:
@@ -56,6 +50,7 @@ class Studio:
         self.tasks = Tasks()
         self.jobs: dict[str, TrainJob] = {}
         self._classifiers: dict[str, tuple[float, Any]] = {}
+        self._advice: tuple[Path, Any] | None = None  # the last Advice object, for the planner's table
         self._lock = threading.Lock()
         settings.runs_dir.mkdir(parents=True, exist_ok=True)
         if data is not None:
@@ -100,11 +95,12 @@ class Studio:
         folder = self._data() / safe_dirname(class_name)
         if not folder.is_dir():
             raise ValueError(f"class {class_name!r} does not exist in {self._data()}; add the class first")
+        check_file_count(len(files), self.settings.upload_limits)
         saved, rejected = [], []
         for filename, content in files:
             try:
-                image = decode_upload(content, filename)
-            except ValueError as exc:
+                image = decode_image(Upload(filename, content), self.settings.upload_limits).image
+            except ValueError as exc:  # UploadError: the file is refused with its reason, the others go on
                 rejected.append({"file": filename, "error": str(exc)})
                 continue
             target = _free_name(folder, Path(filename).stem)
@@ -125,12 +121,22 @@ class Studio:
         advice = advise(str(data), backbone=s.backbone, weights=s.weights, image_size=image_size, device=s.device,
                         progress=False)
         advice.save_matrix(s.workspace / MATRIX_FILE)
+        self._advice = (data, advice)
         return {"data": str(data), "advice": advice.to_dict(), "report": advice.report(),
-                "matrix": f"/api/advice/matrix.png?t={time.time():.0f}"}
+                "matrix": f"/api/advice/matrix.png?t={time.time():.0f}", "budget_table": budget_table_available()}
 
     def advice(self) -> dict[str, Any]:
-        task = self.tasks.get("advise")
-        return task.to_dict() if task else {"status": "none"}
+        return self.task("advise")
+
+    def start_budget_table(self) -> dict[str, Any]:
+        if self._advice is None:
+            raise ValueError("no advice yet: the table starts from the advisor's measurements; advise first")
+        if not budget_table_available():
+            raise ValueError("this shoulders has no budget planner yet")
+        data, advice = self._advice
+        s = self.settings
+        return self.tasks.submit("budget:table", lambda: budget_table(
+            data, advice, backbone=s.backbone, weights=s.weights, device=s.device)).to_dict()
 
     # -- training ----------------------------------------------------------------------------------------------
     def start_training(self, request: dict[str, Any]) -> dict[str, Any]:
@@ -152,15 +158,16 @@ class Studio:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy {strategy!r}: choose one of {', '.join(STRATEGIES)}")
         s = self.settings
+        # no --quiet: the per-epoch lines go to train.log, which the page shows (progress bars stay off in a log)
         options: dict[str, Any] = {"strategy": strategy, "backbone": s.backbone, "weights": s.weights,
-                                   "device": s.device, "quiet": True,
-                                   "epochs": _positive_int(request.get("epochs"), "epochs"),
+                                   "device": s.device, "epochs": _positive_int(request.get("epochs"), "epochs"),
                                    "image_size": _positive_int(request.get("image_size"), "image size")
                                    or s.image_size}
         budget = (request.get("budget") or "").strip()
         if budget:
-            if not planner_available():
-                raise ValueError("this shoulders has no budget planner yet: leave the budget empty and set epochs")
+            if not train_takes_budget():
+                raise ValueError("`shoulders train` takes no --budget in this version: leave the budget empty and "
+                                 "set epochs and image size")
             options["budget"] = budget
         return options
 
@@ -259,7 +266,7 @@ class Studio:
         return task.to_dict() if task else {"status": "none"}
 
     def predict(self, name: str, filename: str, content: bytes) -> dict[str, Any]:
-        image = decode_upload(content, filename)
+        image = decode_image(Upload(filename, content), self.settings.upload_limits).image
         clf = self._classifier(self._finished(name))
         row = clf.predict_top_k(np.asarray(image, dtype=np.uint8)[None], k=TOP_K)[0]
         return {"run": name, "file": filename, "size": list(image.size), "label": row["label"],
@@ -305,6 +312,6 @@ def _positive_int(value: Any, what: str) -> int | None:
 
 
 def _read_json(path: Path) -> Any:
-    from ..config import load_json
+    from ..run_folder import load_json
 
     return load_json(path) if path.is_file() else None

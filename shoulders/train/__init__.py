@@ -11,22 +11,24 @@ from typing import TYPE_CHECKING
 import lazy_loader
 
 __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
-    "checkpoint": ["CHECKPOINT_NAME", "load_checkpoint", "save_checkpoint"],
+    "checkpoint": ["load_checkpoint", "save_checkpoint"],
     "device": ["Precision", "cpu_supports_bf16", "resolve_device", "resolve_precision"],
     "distributed": ["DistContext", "barrier", "broadcast_object", "init_distributed", "is_main"],
     "features": ["FeatureCache", "default_cache_dir", "extract_features"],
     "trainer": ["FitResult", "fit"],
     "head_solver": ["fit_linear_head"],
-    "history": ["HISTORY_COLUMNS", "read_history", "write_history"],
+    "imbalance": ["ClassWeighting", "resolve_class_weight"],
+    "interrupt": ["TrainingInterrupted", "interruptible"],
     "loop": ["TrainingDivergedError", "evaluate", "predict_logits", "train_one_epoch", "warmup_cosine"],
 })
 
 if TYPE_CHECKING:
-    from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+    from .checkpoint import load_checkpoint, save_checkpoint
     from .device import Precision, cpu_supports_bf16, resolve_device, resolve_precision
     from .distributed import DistContext, barrier, broadcast_object, init_distributed, is_main
     from .features import FeatureCache, default_cache_dir, extract_features
     from .head_solver import fit_linear_head
-    from .history import HISTORY_COLUMNS, read_history, write_history
+    from .imbalance import ClassWeighting, resolve_class_weight
+    from .interrupt import TrainingInterrupted, interruptible
     from .loop import TrainingDivergedError, evaluate, predict_logits, train_one_epoch, warmup_cosine
     from .trainer import FitResult, fit

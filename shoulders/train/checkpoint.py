@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Any
@@ -10,19 +9,13 @@ from typing import Any
 import numpy as np
 import torch
 
-CHECKPOINT_NAME = "checkpoint.pt"
+from ..run_folder import atomic_write
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Writes ``state`` to ``path`` through a temporary file and a rename, so a kill -9 mid-write leaves the
-    previous checkpoint intact."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    tmp.replace(path)
-    return path
+    """Writes ``state`` to ``path`` atomically and flushed to disk, so a kill -9 mid-write leaves the previous
+    checkpoint intact."""
+    return atomic_write(path, lambda tmp: torch.save(state, tmp), fsync=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -30,7 +23,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume; train without --resume") from None
+        raise FileNotFoundError(f"no checkpoint at {path}: nothing to resume; train without resume=True") from None
     except Exception as e:  # noqa: BLE001 - torch raises many types for a damaged file
         raise ValueError(f"checkpoint {path} is damaged ({type(e).__name__}); delete it and train again") from None
 

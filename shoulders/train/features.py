@@ -17,12 +17,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..run_folder import atomic_write
 from .device import Precision
 from .loop import predict_logits
 
@@ -143,12 +144,10 @@ class FeatureCache:
         meta = {**self._expected.get(key, {"format": _FORMAT, "images": len(features)}),
                 "shape": list(features.shape), "dtype": str(features.dtype)}
         self.directory.mkdir(parents=True, exist_ok=True)
-        tmp = self.directory / f"{key}.tmp.npz"
         try:
-            np.savez(tmp, features=features, meta=np.array(_canonical(meta)))
-            tmp.replace(self._path(key))
+            atomic_write(self._path(key), lambda tmp: _save_npz(tmp, features=features,
+                                                                meta=np.array(_canonical(meta))))
         except OSError as e:  # a full disk costs the cache, never the run
-            tmp.unlink(missing_ok=True)
             logger.warning("feature cache: could not store %s (%s); the run goes on without caching it",
                            self._path(key), e.strerror or e)
             return
@@ -160,7 +159,7 @@ def _entries(directory: Path) -> list[tuple[float, int, Path]]:
     if not directory.is_dir():
         return []
     found = []
-    for path in directory.glob("*.npz"):
+    for path in [*directory.glob("*.npz"), *directory.glob("*.npz.tmp")]:
         try:
             stat = path.stat()
         except FileNotFoundError:  # removed meanwhile by another process
@@ -198,21 +197,13 @@ def clear_cache(directory: Path | None = None) -> tuple[int, int]:
     return len(entries), sum(s for _, s, _ in entries)
 
 
+def _save_npz(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a path's name
+        np.savez(f, **arrays)
+
+
 def extract_features(backbone: nn.Module, loader: Any, device: torch.device, *, precision: Precision,
                      channels_last: bool, progress: bool, desc: str = "features") -> tuple[np.ndarray, np.ndarray]:
     """One forward pass of the frozen ``backbone`` over ``loader``: (features float32 (N, D), labels)."""
     return predict_logits(backbone, loader, device, precision=precision, channels_last=channels_last,
                           progress=progress, desc=desc)
-
-
-def cached_features(cache: FeatureCache | None, identity: dict[str, Any], fingerprints: Callable[[], list[str]],
-                    compute: Callable[[], tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Features from ``cache`` when present, else ``compute()`` them and store them."""
-    if cache is None:
-        return compute()[0]
-    key = cache.key(identity, fingerprints())
-    feats = cache.get(key)
-    if feats is None:
-        feats = compute()[0]
-        cache.put(key, feats)
-    return feats

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import time
 from typing import Iterable
 
@@ -50,7 +51,7 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
             lr = optimizer.param_groups[0]["lr"]
             raise TrainingDivergedError(
                 f"the training loss became {loss.item()} at epoch {epoch + 1}, step {step + 1}; the learning rate "
-                f"({lr:.2g} for the head) is probably too high: try --lr {lr / 10:.2g}, or check the data for "
+                f"({lr:.2g} for the head) is probably too high: try lr={lr / 10:.2g}, or check the data for "
                 f"extreme values")
         optimizer.zero_grad(set_to_none=True)
         if scaler is not None:
@@ -75,21 +76,48 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
 def predict_logits(model: nn.Module, loader: Iterable, device: torch.device, *, precision: Precision,
                    channels_last: bool = False, progress: bool = False, desc: str = "predict",
                    inference: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Runs ``model`` over ``loader`` in eval mode; returns (outputs as float32, targets)."""
+    """Runs ``model`` over ``loader`` in eval mode; returns (outputs as float32, targets).
+
+    Where the loader knows how many images it yields, the outputs go straight into one preallocated array:
+    no list of per-batch pieces and no concatenated copy of them (for 60 000 frozen features, 300 MB less).
+    """
     was_training = model.training
     model.eval()
-    outputs, targets = [], []
+    total = _images_in(loader)
+    outputs: list[torch.Tensor] = []
+    buffer: torch.Tensor | None = None
+    targets, filled = [], 0
     try:
         for images, target in tqdm(loader, desc=desc, leave=False, disable=_bar_off(progress), unit="batch"):
             with precision.autocast(device, inference=inference):
                 out = model(_to_device(images, device, channels_last))
-            outputs.append(out.float().cpu())
+            if total is not None and buffer is None:
+                buffer = torch.empty((total, *out.shape[1:]), dtype=torch.float32)
+            if buffer is not None and not outputs and filled + len(out) <= total:
+                buffer[filled:filled + len(out)].copy_(out)
+                filled += len(out)
+            else:  # no known length (or more than it said): collect the pieces
+                outputs.append(out.float().cpu())
             targets.append(torch.as_tensor(target))
     finally:
         model.train(was_training)
-    if not outputs:
+    if not targets:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    return torch.cat(outputs).numpy(), torch.cat(targets).numpy()
+    if buffer is not None and not outputs:
+        return buffer[:filled].numpy(), torch.cat(targets).numpy()
+    pieces = ([buffer[:filled]] if buffer is not None else []) + outputs
+    return torch.cat(pieces).numpy(), torch.cat(targets).numpy()
+
+
+def _images_in(loader: Iterable) -> int | None:
+    """How many images a ``DataLoader`` yields (its sampler's length, none dropped), else ``None``."""
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(loader, torch.utils.data.DataLoader) or getattr(loader, "drop_last", False):
+        return None
+    try:
+        return len(sampler) if sampler is not None else None
+    except TypeError:  # an iterable-style dataset's sampler has no length
+        return None
 
 
 def evaluate(model: nn.Module, criterion: nn.Module, loader: Iterable, device: torch.device, *,
@@ -124,4 +152,5 @@ def set_epoch_seed(seed: int, epoch: int) -> torch.Generator:
     """Seeds every random source from (seed, epoch) alone, so a resumed run replays an uninterrupted one."""
     torch.manual_seed(seed * 1000 + epoch)
     np.random.seed((seed * 1000 + epoch) % 2**32)
+    random.seed(seed * 1000 + epoch)  # torchvision's and timm's transforms draw from Python's own generator too
     return torch.Generator().manual_seed(seed * 1000 + epoch)

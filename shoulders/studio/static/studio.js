@@ -9,18 +9,22 @@ const state = {session: null, run: null, runs: [], poll: null};
 
 // -- talking to the server -----------------------------------------------------------------------------------
 async function api(path, options = {}) {
-  const init = {method: options.method || (options.body !== undefined ? "POST" : "GET")};
+  // the header marks requests from this page (the server refuses changes without it)
+  const init = {method: options.method || (options.body !== undefined ? "POST" : "GET"), headers: {"X-Shoulders-Studio": "1"}};
   if (options.body instanceof FormData) init.body = options.body;
   else if (options.body !== undefined) {
     init.body = JSON.stringify(options.body);
-    init.headers = {"Content-Type": "application/json"};
+    init.headers["Content-Type"] = "application/json";
   }
   let response;
   try { response = await fetch(path, init); } catch (e) { throw new Error("the studio server does not answer: is `shoulders studio` still running?"); }
   const text = await response.text();
   let data = null;
   try { data = text ? JSON.parse(text) : null; } catch (e) { data = {error: text}; }
-  if (!response.ok) throw new Error((data && (data.error || data.detail && JSON.stringify(data.detail))) || response.statusText);
+  if (!response.ok) {
+    const detail = data && (data.error || data.detail);
+    throw new Error(typeof detail === "string" ? detail : detail ? JSON.stringify(detail) : response.statusText);
+  }
   return data;
 }
 
@@ -76,12 +80,17 @@ function renderSummary(s) {
       ${s.sizes.common.map((c) => `${esc(c.size)} (${c.count})`).join(", ")}</p>` : "";
   const bad = s.bad_images.length ? `<h3>Unreadable images (${s.bad_images.length}) — training skips them</h3><ul class="files">
       ${s.bad_images.slice(0, 20).map((b) => `<li><code>${esc(b.path)}</code>: ${esc(b.reason)}</li>`).join("")}</ul>` : "";
-  const dups = s.duplicate_groups ? `<h3>Identical files (${s.duplicate_groups} group${s.duplicate_groups > 1 ? "s" : ""})</h3><ul class="files">
-      ${s.duplicates.map((g) => `<li>${g.map((p) => `<code>${esc(p)}</code>`).join(" = ")}</li>`).join("")}</ul>` : "";
+  const d = s.duplicates, split = (m) => (s.splits.length > 1 ? `${esc(m.split)}: ` : "");
+  const dups = d && (d.exact.length || d.near.length) ? `<h3>Duplicates</h3><p>${esc(d.summary)}</p><ul class="files">
+      ${d.exact.slice(0, 20).map((g) => `<li>${g.map((m) => `${split(m)}<code>${esc(m.image)}</code>`).join(" = ")}</li>`).join("")}
+      ${d.near.slice(0, 20).map((p) => `<li>${split(p.a)}<code>${esc(p.a.image)}</code> ≈ ${split(p.b)}<code>${esc(p.b.image)}</code> (${p.distance} bits apart)</li>`).join("")}</ul>`
+    : d ? `<p class="muted small">No duplicate images${d.near_checked ? " (exact or near)" : " (exact copies; near copies need <code>pip install \"shoulders[dedup]\"</code>)"}.</p>` : "";
   const ready = s.problem ? `<p class="msg warning">Not ready to train: ${esc(s.problem)}</p>`
       : `<p class="msg ok">Ready: ${s.total} images in ${s.classes.length} classes. Next: <a href="#" data-go="advise">advise</a>.</p>`;
-  box.innerHTML = `<h2>${esc(s.source)}</h2><p class="muted">${esc(s.layout)} layout, ${s.total} images,
-      ${s.classes.length} classes</p>${ready}
+  const layout = {pool: "one folder per class, not split (training holds out a stratified 20 % for validation)",
+    folders: `split into ${s.splits.map((x) => x + "/").join(", ")} folders`, csv: "a CSV of path,label"}[s.layout];
+  box.innerHTML = `<h2>${esc(s.source)}</h2><p class="muted">${s.total} images, ${s.classes.length} classes;
+      ${esc(layout)}</p>${ready}
       <table><tr><th>class</th>${splitCols.map((sp) => `<th>${esc(sp)}</th>`).join("")}<th>images</th><th></th><th>bad</th>${editable ? "<th>add</th>" : ""}</tr>${rows}</table>
       ${sizes}${bad}${dups}<div id="upload-report"></div>`;
   box.querySelectorAll(".dropzone").forEach((zone) => wireDrop(zone, (files) => uploadImages(zone.dataset.class, files), true));
@@ -101,20 +110,45 @@ function wireDrop(zone, onFiles) {
   });
 }
 
+// files in requests the server's limits allow (as many files and bytes as one request may carry)
+function batches(files) {
+  const out = [];
+  const room = 0.9 * state.session.max_request_bytes;
+  for (const f of files) {
+    const last = out[out.length - 1];
+    if (last && last.length < state.session.max_files && last.reduce((n, x) => n + x.size, 0) + f.size <= room) last.push(f);
+    else out.push([f]);
+  }
+  return out;
+}
+
 async function uploadImages(className, files) {
   await guarded(async () => {
-    const form = new FormData();
-    files.forEach((f) => form.append("images", f, f.name));
-    const r = await api(`/api/data/classes/${encodeURIComponent(className)}/images`, {body: form});
-    renderSummary(r.summary);
-    const rejected = r.rejected.map((x) => `<li>${esc(x.error)}</li>`).join("");
-    $("upload-report").innerHTML = `<p class="msg ${r.rejected.length ? "warning" : "ok"}">${esc(className)}: ${r.saved.length} image(s) added` +
-      (r.rejected.length ? `, ${r.rejected.length} refused:</p><ul class="files">${rejected}</ul>` : ".</p>");
+    let saved = 0, summary = null;
+    const rejected = [];
+    for (const batch of batches(files)) {
+      const form = new FormData();
+      batch.forEach((f) => form.append("images", f, f.name));
+      try {
+        const r = await api(`/api/data/classes/${encodeURIComponent(className)}/images`, {body: form});
+        saved += r.saved.length;
+        rejected.push(...r.rejected.map((x) => x.error));
+        summary = r.summary;
+      } catch (e) { rejected.push(e.message); }
+    }
+    if (summary) renderSummary(summary);
+    const list = rejected.map((x) => `<li>${esc(x)}</li>`).join("");
+    $("upload-report").innerHTML = `<p class="msg ${rejected.length ? "warning" : "ok"}">${esc(className)}: ${saved} image(s) added` +
+      (rejected.length ? `, ${rejected.length} refused:</p><ul class="files">${list}</ul>` : ".</p>");
   });
 }
 
 $("open-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(async () => {
-  renderSummary((await api("/api/data/open", {body: {path: $("data-path").value.trim()}})).summary);
+  const box = $("data-summary");
+  box.hidden = false;
+  box.innerHTML = '<p class="muted">reading every image of the folder (sizes, bad files, duplicates)…</p>';
+  try { renderSummary((await api("/api/data/open", {body: {path: $("data-path").value.trim()}})).summary); }
+  catch (err) { renderSummary((await api("/api/data")).summary); throw err; }
   await loadSession();
 }); });
 $("new-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(async () => {
@@ -144,7 +178,7 @@ function renderAdvice(result) {
       <b>${p.epochs}</b> epochs${p.head_epochs ? ` (${p.head_epochs} head-only first)` : ""} —
       measured on ${a.sample_size} images at ${a.image_size} px in ${fmt(a.seconds, 1)} s.</p>
     <h3>Why</h3><ul>${a.reasons.map((r) => `<li>${esc(r)}</li>`).join("")}</ul>
-    <p class="muted small">${esc(a.similarity_method)}</p>`;
+    <p class="muted small">${esc(a.similarity_method)}. Advice for <code>${esc(result.data)}</code>.</p>`;
   $("advise-measurements").innerHTML = "<h3>Every measurement</h3>" + table(["name", "value", "threshold", "meaning"],
     Object.values(a.measurements).map((m) => [m.name, m.value ?? "–", m.threshold ?? "", m.meaning]));
   $("advise-blocks").innerHTML = a.depth_probe.length ? "<h3>Per block (bottom to top)</h3>" + table(["block", "probe accuracy", "similarity"],
@@ -152,16 +186,42 @@ function renderAdvice(result) {
   $("train-note").textContent = `The advisor's plan: ${p.strategy}${depth}, ${p.epochs} epochs. Leave epochs empty to follow it.`;
 }
 
-$("advise-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(() => runTask(
-  () => api("/api/advise", {body: {image_size: $("advise-size").value ? Number($("advise-size").value) : null}}),
-  "/api/advise", $("advise-status"), renderAdvice)); });
+function renderBudgetTable(rows) {
+  const use = state.session.train_budget;
+  $("budget-body").innerHTML = `<table><tr><th>budget</th><th>planned recipe</th><th>predicted time</th><th>expected accuracy</th>${use ? "<th></th>" : ""}</tr>` +
+    rows.map((r) => `<tr><td>${esc(r.budget)}</td><td>${esc(r.recipe)}</td><td class="num">${esc(r.predicted)}</td><td class="num">${pct(r.expected_accuracy)}</td>` +
+      (use ? `<td><button class="secondary use-budget" data-budget="${esc(r.budget)}">train with this budget</button></td>` : "") + "</tr>").join("") + "</table>" +
+    `<p class="muted small">From the throughput measured on this machine and the planner's calibrated curves (benchmarks/).` +
+    (use ? "" : " This version's <code>shoulders train</code> takes no budget yet: set the epochs and image size of a row on the train tab.") + "</p>";
+  document.querySelectorAll(".use-budget").forEach((b) => b.addEventListener("click", () => {
+    $("train-budget").value = b.dataset.budget.replace(/ /g, "");
+    showTab("train");
+  }));
+}
+
+async function adviseThenBudget() {
+  await runTask(() => api("/api/advise", {body: {image_size: $("advise-size").value ? Number($("advise-size").value) : null}}),
+    "/api/advise", $("advise-status"), renderAdvice);
+  if (state.session.budget_table) {
+    $("budget-body").innerHTML = '<p class="muted">measuring this machine\'s throughput for the planner… <span id="budget-status"></span></p>';
+    await runTask(() => api("/api/advise/budget", {body: {}}), "/api/tasks/budget/table", $("budget-status"), renderBudgetTable);
+  }
+}
+
+$("advise-form").addEventListener("submit", (e) => { e.preventDefault(); guarded(adviseThenBudget); });
 
 // -- train ---------------------------------------------------------------------------------------------------------
+// the smallest 4 × (1, 2, 2.5 or 5 × 10^k) above the data, so that the grid lines fall on round numbers
+function niceTop(max) {
+  const mag = 10 ** Math.floor(Math.log10(max / 4));
+  return 4 * mag * [1, 2, 2.5, 5, 10].find((m) => 4 * m * mag >= max * 1.02);
+}
+
 function chart(svg, title, series, yMax) {
   const W = 420, H = 230, L = 44, R = 10, T = 22, B = 30;
   const pts = series.flatMap((s) => s.points).filter((p) => isFinite(p[1]));
   const xMax = Math.max(1, ...pts.map((p) => p[0]));
-  const top = yMax ?? Math.max(1e-6, ...pts.map((p) => p[1])) * 1.08;
+  const top = yMax ?? niceTop(Math.max(1e-6, ...pts.map((p) => p[1])));
   const x = (v) => L + (W - L - R) * (xMax === 1 ? 0.5 : (v - 1) / (xMax - 1));
   const y = (v) => T + (H - T - B) * (1 - v / top);
   let out = `<text x="${L}" y="14" class="title">${esc(title)}</text>`;
@@ -281,7 +341,7 @@ async function classify(file) {
     let r;
     try { r = await api(`/api/runs/${encodeURIComponent(name)}/predict`, {body: form}); } catch (e) {
       preview.hidden = true;
-      $("try-result").innerHTML = "";
+      $("try-result").innerHTML = `<p class="muted">No prediction: ${esc(e.message)}</p>`;
       throw e;
     }
     $("try-result").innerHTML = `<h2 class="prediction">${esc(r.label)}</h2><p class="muted">${esc(r.file)} (${r.size.join("×")}) — run ${esc(r.run)}</p>` +
@@ -324,9 +384,12 @@ async function loadSession() {
   $("session").textContent = `backbone ${s.backbone}${s.data ? " · data " + s.data : ""} · runs in ${s.runs_dir}`;
   if (s.data) $("data-path").value = s.data;
   const budget = $("train-budget");
-  budget.disabled = !s.planner;
-  budget.title = s.planner ? "a time budget such as 90s, 10m, 2h" : "needs the budget planner, not in this version of shoulders";
-  $("budget-body").textContent = s.planner ? "" : "This version of shoulders has no budget planner yet: the plan above is the advisor's, and its epochs are what training runs unless you set them on the train tab.";
+  budget.disabled = !s.train_budget;
+  budget.title = s.train_budget ? "a time budget such as 90s, 10m, 2h" : "this version of `shoulders train` takes no --budget";
+  if (!$("budget-body").innerHTML) {
+    $("budget-body").textContent = s.budget_table ? "The table appears after the advice: the planner starts from its measurements."
+      : "This version of shoulders has no budget planner: the plan above is the advisor's, and its epochs are what training runs unless you set them on the train tab.";
+  }
 }
 
 guarded(async () => {

@@ -1,0 +1,45 @@
+"""The budget's two ends: the deadline the trainer keeps, and predicted against actual time, printed and recorded."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from .budget import format_duration
+from .gains import REFERENCE_SIZE
+from .search import DEFAULT_BUDGET
+
+SAVE_RESERVE = 2.0  # seconds kept for writing the run folder after the test pass
+
+__all__ = ["REFERENCE_SIZE", "deadline", "say", "timing"]
+
+
+def deadline(start: float, recipe: dict[str, Any] | None) -> float | None:
+    """``time.perf_counter()`` value by which training (validation included) must end: the budget (or, without
+    one, the default cap) from ``start``, less the predicted test pass and the time to save. ``None``: no plan."""
+    if not recipe:
+        return None
+    budget = recipe.get("budget_seconds") or DEFAULT_BUDGET
+    return start + budget - recipe["seconds"].get("evaluate", 0.0) - SAVE_RESERVE
+
+
+def timing(start: float, recipe: dict[str, Any] | None) -> dict[str, Any]:
+    """Actual seconds since ``start`` beside the prediction and the budget (for config.json and the terminal)."""
+    actual = round(time.perf_counter() - start, 1)
+    if not recipe:
+        return {"actual_seconds": actual, "line": f"took {format_duration(actual)}"}
+    predicted, budget = recipe["predicted_seconds"], recipe.get("budget_seconds")
+    limit = f", budget {format_duration(budget)}" if budget else ""
+    return {"actual_seconds": actual, "predicted_seconds": predicted, "budget_seconds": budget,
+            "predicted_parts": recipe["seconds"], "ratio": round(actual / predicted, 3) if predicted else None,
+            "line": f"took {format_duration(actual)} (predicted {format_duration(predicted)}{limit})"}
+
+
+def say(config: Any, line: str | None) -> None:
+    """One line on stderr when the run shows progress (the plan before training, the time after)."""
+    if line and config.train.progress:
+        from ..train.distributed import is_main
+
+        if is_main():
+            print(line, file=sys.stderr, flush=True)
