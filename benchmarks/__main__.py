@@ -38,8 +38,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="quick: ~10 min on 2 cores; full: everything in issue 6 (hours, see benchmarks/README.md)")
     p.add_argument("--tables", action="store_true",
                    help="print the saved tables of the profile (results/*.json) with their commands; run nothing")
-    p.add_argument("--datasets", nargs="+", help="accuracy, peers: run these data sets instead of the profile's")
-    p.add_argument("--seeds", nargs="+", type=int, help="accuracy, peers: these seeds instead of the profile's")
+    p.add_argument("--datasets", nargs="+", help="accuracy, peers, tta: run these data sets instead of the profile's")
+    p.add_argument("--seeds", nargs="+", type=int, help="accuracy, peers, tta: these seeds instead of the profile's")
     p.add_argument("--methods", nargs="+",
                    help="accuracy: these methods instead of the profile's; peers: these jobs (see peers.JOBS)")
     return p
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n=== {name} ({args.profile}): {BENCHMARKS[name][1]}", flush=True)
         start = time.perf_counter()
         try:
-            if name in ("accuracy", "peers"):
+            if name in ("accuracy", "peers", "tta"):
                 payload = module.run(args.profile, datasets=args.datasets, seeds=args.seeds, methods=args.methods)
             else:
                 payload = module.run(args.profile)

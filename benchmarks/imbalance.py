@@ -57,7 +57,7 @@ def _one(data: common.Dataset, strategy: str, weighting: str, seed: int) -> dict
     _, seconds = common.timed(lambda: clf.fit(splits))
     predicted = clf.predict_proba(splits.test).argmax(1)
     return {"strategy": strategy, "class_weight": weighting, "seed": seed, "seconds": seconds,
-            "resolved": clf.class_weight_["mode"], "test_accuracy": accuracy_score(data.test_y, predicted),
+            "resolved": clf.config_.train.class_weight, "test_accuracy": accuracy_score(data.test_y, predicted),
             "balanced_accuracy": balanced_accuracy_score(data.test_y, predicted),
             "macro_f1": f1_score(data.test_y, predicted, average="macro"),
             "train_images": len(data.train_y), "val_images": len(data.val_y)}
@@ -77,18 +77,21 @@ def _table(rows: list[dict[str, Any]]) -> str:
 
 
 def run(profile: str, strategies: list[str] | None = None, seeds: list[int] | None = None) -> dict[str, Any]:
+    """Strategy by strategy, seed by seed; the JSON is rewritten after every row, so a cut-short run keeps its
+    finished rows."""
     settings = PROFILES[profile]
-    rows = []
-    for seed in seeds or settings["seeds"]:
-        data = long_tailed(seed)
-        for strategy in strategies or settings["strategies"]:
+    rows: list[dict[str, Any]] = []
+    payload: dict[str, Any] = {}
+    for strategy in strategies or settings["strategies"]:
+        for seed in seeds or settings["seeds"]:
+            data = long_tailed(seed)
             for weighting in ("none", "balanced"):
                 row = _one(data, strategy, weighting, seed)
                 print(f"  {strategy:<7} {weighting:<9} seed {seed}: acc {row['test_accuracy']:.4f} "
                       f"bal {row['balanced_accuracy']:.4f} f1 {row['macro_f1']:.4f} ({row['seconds']:.0f} s)",
                       flush=True)
                 rows.append(row)
-    payload = {"rows": rows, "counts": long_tail_counts(), "table": _table(rows),
-               "note": long_tailed.__doc__}
-    common.write_result("imbalance", profile, payload)
+                payload = {"rows": rows, "counts": long_tail_counts(), "table": _table(rows),
+                           "note": long_tailed.__doc__}
+                common.write_result("imbalance", profile, payload)
     return payload

@@ -9,7 +9,7 @@ as the advisor's plans do; the frozen rows fit the L-BFGS head on features at th
 Fashion-MNIST is tested on a stratified 2 000 of its official 10 000 test images (±0.8 points of standard error),
 so that the 160 and 224 px rows cost seconds, not minutes, of prediction.
 
-    python benchmarks/planner_calibration.py --lock /tmp/shoulders-heavy.lock      # every piece, ~30 min on 2 cores
+    python benchmarks/planner_calibration.py --lock /tmp/shoulders-heavy.lock      # every piece, ~20 min on 2 cores
     python benchmarks/planner_calibration.py --datasets digits --lock /tmp/shoulders-heavy.lock
     python benchmarks/planner_calibration.py --fit                                  # fit the curves, print them
 
@@ -40,9 +40,9 @@ from benchmarks import common  # noqa: E402
 RESULT = common.RESULTS_DIR / "planner_calibration.json"
 FASHION_TEST = 2000
 
-# (strategy, image size, epochs) per data set; frozen rows have no epochs. Cut to fit ~20 min on 2 quiet cores (the machine was shared by ~6 jobs):
-# the epoch curve is measured at 3 points where it is cheap (64 px, and 112 px on Fashion-MNIST 100/class),
-# the resolution curve at 2-4 sizes with 10 epochs, and an equal-time depth check at 64 px.
+# (strategy, image size, epochs) per data set; frozen rows have no epochs. Cut to ~20 min on 2 quiet cores (the
+# machine was shared by ~6 jobs): the epoch curve at 2-3 points at 64 px, the resolution curve at 2-4 sizes with
+# 10 epochs, the frozen features at 1-2 sizes.
 GRID: dict[str, list[tuple[str, int, int]]] = {
     "photos": [("full", 64, 3), ("full", 64, 10), ("full", 112, 3), ("full", 112, 10),
                ("frozen", 64, 0), ("frozen", 112, 0)],

@@ -5,7 +5,8 @@ Each run is one ``fit`` on the common benchmark splits (``common.dataset``; Fash
 10 000 test images, which count in the budget like everything else in ``fit``), from a cold start of the planner
 (the throughput cache is emptied first, so the probe's cost is in the figure) unless ``--warm``.
 
-    python benchmarks/planner_runs.py --runs fashion-100:2m fashion-100:10m digits:2m photos:2m --lock /tmp/shoulders-heavy.lock
+    flock /tmp/shoulders-heavy.lock python benchmarks/planner_runs.py --runs fashion-100:2m fashion-100:10m \
+        digits:2m photos:2m
 
 Rows accumulate in ``results/planner_runs.json`` (keyed by data set, budget and seed).
 """
@@ -57,13 +58,28 @@ def run_one(name: str, budget: str, seed: int, warm: bool) -> dict[str, Any]:
             "replans": clf.runtime_.get("replans"), "timing": clf.runtime_.get("timing")}
 
 
+def table(rows: list[dict[str, Any]]) -> str:
+    out = [{**r, "test": common.pct(r["test_accuracy"]), "expected": common.pct(r.get("expected_accuracy")),
+            "ratio": f"{r['seconds'] / r['predicted_seconds']:.2f}" if r.get("predicted_seconds") else "—",
+            "plan": f"{r['chosen']}, {r['image_size']} px, {r['epochs_run']}/{r['epochs_planned']} epochs"
+                    + (f", {len(r['replans'])} re-plan(s)" if r.get("replans") else "")} for r in rows]
+    return common.table(out, [("dataset", "data"), ("budget", "budget"), ("seed", "seed"),
+                              ("plan", "what it chose"), ("predicted_seconds", "predicted s"), ("seconds", "actual s"),
+                              ("ratio", "actual / predicted"), ("expected", "expected %"), ("test", "test %"),
+                              ("load", "load avg")])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", required=True, help="DATASET:BUDGET, e.g. fashion-100:2m")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--warm", action="store_true", help="keep the throughput cache (the second plan's cost)")
     p.add_argument("--lock")
+    p.add_argument("--table", action="store_true", help="print the saved rows as a Markdown table; run nothing")
     args = p.parse_args(argv)
+    if args.table:
+        print(table(json.loads(RESULT.read_text())["rows"]))
+        return 0
     if os.environ.get("GLIBC_TUNABLES") != common.GLIBC_TUNABLES:
         os.execve(sys.executable, [sys.executable, *sys.argv], common.python_env())
     rows = json.loads(RESULT.read_text())["rows"] if RESULT.is_file() else []

@@ -33,7 +33,8 @@ BEFORE = "d6d4a27"  # the commit on which issue 13's table was measured
 WORKER = Path(__file__).with_name("_startup_worker.py")
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"repeats": 3, "big": 10000, "before_big": True, "predict_files": 128, "rounds": 3},
-    "full": {"repeats": 5, "big": 60000, "before_big": True, "predict_files": 256, "rounds": 3},
+    # the before tree's 60k fit takes ~7 min (benchmarks/README.md, scaling: 407 s); --before-big runs it too
+    "full": {"repeats": 5, "big": 60000, "before_big": False, "predict_files": 256, "rounds": 3},
 }
 
 
@@ -73,9 +74,9 @@ def _env(tree: Path, user_shell: bool) -> dict[str, str]:
     return env
 
 
-def _wall(args: list[str], env: dict[str, str]) -> float:
-    start = time.perf_counter()
-    proc = subprocess.run(args, cwd=common.ROOT, env=env, capture_output=True, text=True)
+def _wall(args: list[str], env: dict[str, str], cwd: Path) -> float:
+    start = time.perf_counter()  # cwd = the tree: ``python -m`` puts the working directory first on sys.path
+    proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
     if proc.returncode not in (0, 2):  # --help without a command exits 2 in the old tree
         raise RuntimeError(f"{' '.join(args)} failed: {proc.stderr.strip()[-300:]}")
     return time.perf_counter() - start
@@ -89,7 +90,8 @@ def _cli_rows(trees: dict[str, Path], repeats: int, one: Path) -> list[dict[str,
         times: dict[str, list[float]] = {"before": [], "after": []}
         for r in range(repeats):
             for side in (("before", "after") if r % 2 == 0 else ("after", "before")):
-                times[side].append(_wall([common.PYTHON, "-m", "shoulders", *argv], _env(trees[side], True)))
+                times[side].append(_wall([common.PYTHON, "-m", "shoulders", *argv], _env(trees[side], True),
+                                         trees[side]))
         row = {"row": label, "unit": "s wall", **{k: statistics.median(v) for k, v in times.items()},
                "runs": times}
         print(f"  {label:<44} before {row['before']:6.2f} s  after {row['after']:6.2f} s", flush=True)

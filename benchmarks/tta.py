@@ -54,12 +54,19 @@ def _one(name: str, seed: int) -> list[dict[str, Any]]:
     return rows
 
 
-def run(profile: str) -> dict[str, Any]:
+def run(profile: str, datasets: list[str] | None = None, seeds: list[int] | None = None,
+        methods: list[str] | None = None) -> dict[str, Any]:
+    """Rows accumulate in results/tta-<profile>.json per (data set, seed), written after each, so the profile
+    can run in pieces (``--datasets photos``); ``methods`` is not used."""
     cfg = PROFILES[profile]
-    rows = [row for name in cfg["datasets"] for seed in cfg["seeds"] for row in _one(name, seed)]
-    payload = {"rows": rows, "summary": summarise(rows)}
-    payload["table"] = render(payload)
-    common.write_result("tta", profile, payload)
+    previous = common.read_result("tta", profile) or {}
+    rows = list(previous.get("rows", []))
+    for name in datasets or cfg["datasets"]:
+        for seed in seeds or cfg["seeds"]:
+            rows = [r for r in rows if (r["dataset"], r["seed"]) != (name, seed)] + _one(name, seed)
+            payload = {"rows": rows, "summary": summarise(rows)}
+            payload["table"] = render(payload)
+            common.write_result("tta", profile, payload)
     return payload
 
 

@@ -4,36 +4,33 @@ from __future__ import annotations
 
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch import nn
 
 from .advisor.plan import Plan
 from .planner.budget import parse_budget
 from .planner.timing import REFERENCE_SIZE, deadline, say as _say, timing
 from .config import DEFAULT_BACKBONE, RunConfig
-from .data import BadImage, BadImageError, DataSplits, ImageDataset, Samples, collect_paths, create_transforms
+from .data import BadImage, BadImageError, DataSplits, ImageDataset, create_transforms
 from .data import load_data, make_loader
 from .data.images import scan_images
-from .data import resolve_data_config, samples_from_arrays
+from .data import resolve_data_config
 from .explain.gradcam import explain_images, resolve_targets
-from .explain.tta import TTADecision, TTAModel, View, merge_views, resolve_views, tta_decision
+from .explain.tta import TTADecision, View, resolve_views, tta_decision
+from .inference import ImagesInput, Inference, as_samples, top_k_rows  # noqa: F401 - serve and pipelines use them
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
 from .resolution import DEFAULT_BATCH_SIZE, BackboneFacts, MachineFacts, check_names, resolve_config
 from .run_folder import CHECKPOINT_NAME, MATRIX_NAME, library_versions, load_model_weights, read_run, write_run
 from .run_guard import RunLock, agreed_out_dir
 from .strategies import STRATEGIES, create_strategy
 from .train import fit as fit_model
-from .train import barrier, broadcast_object, init_distributed, is_main, predict_logits, resolve_device
-from .train import Precision, resolve_precision
+from .train import barrier, broadcast_object, init_distributed, is_main, resolve_device, resolve_precision
 from .train.interrupt import interruptible
 
-ImagesInput = str | Path | Sequence[str | Path] | np.ndarray | Samples
 TTAArg = bool | str | Sequence[str | View] | None
 
 
@@ -158,7 +155,7 @@ class TransferClassifier:
                                                head_dropout=user.model.head_dropout)
         advised, advice = self._advise(user, splits, model, start)
         cfg, plan = resolve_config(user, advised, BackboneFacts.of(model, user.model.backbone),
-                                   MachineFacts.of(ctx))
+                                   MachineFacts.of(ctx), splits.train.labels, len(splits.classes))
         _say(cfg, plan.recipe and plan.recipe["summary"])
         data_config = resolve_data_config(model, cfg.data.image_size, cfg.data.crop_pct)
         strategy = create_strategy(cfg.strategy)
@@ -347,52 +344,6 @@ class TransferClassifier:
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise RuntimeError("this TransferClassifier is not fitted yet: call fit(...) or TransferClassifier.load(run_dir)")
-
-
-@dataclass(frozen=True)
-class Inference:
-    """How a fitted classifier predicts (``TransferClassifier.inference()``): ``predict_proba`` runs through it,
-    and so does ``shoulders serve``, so that a served prediction is the library's prediction."""
-
-    transform: Callable[[Image.Image], torch.Tensor]  # RGB image → normalised tensor (the eval transform)
-    device: torch.device
-    precision: Precision  # its ``inference`` dtype is the one used here (bf16 for frozen features on some CPUs)
-    channels_last: bool
-
-    @property
-    def memory_format(self) -> torch.memory_format:
-        return torch.channels_last if self.channels_last else torch.contiguous_format
-
-    def probabilities(self, model: nn.Module, batches: Iterable[tuple[torch.Tensor, Any]], *,
-                      views: Sequence[View] | None = None) -> np.ndarray:
-        """Softmax of ``model`` over ``(images, targets)`` batches (a DataLoader, or a list of one batch); with
-        ``views``, the average over those test-time views."""
-        logits, _ = predict_logits(model if views is None else TTAModel(model, views), batches, self.device,
-                                   precision=self.precision, channels_last=self.channels_last)
-        if views is not None:
-            return merge_views(logits)
-        return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-
-
-def top_k_rows(proba: np.ndarray, classes: Sequence[str], names: Sequence[str], k: int) -> list[dict[str, Any]]:
-    """The rows of ``predict --json``: per image its ``path`` (``names[i]``), top ``label`` and ``top_k``."""
-    k = min(k, proba.shape[1])
-    rows = []
-    for i, top in enumerate(np.argsort(-proba, axis=1)[:, :k]):
-        tops = [{"label": classes[j], "probability": float(proba[i, j])} for j in top]
-        rows.append({"path": names[i], "label": tops[0]["label"], "top_k": tops})
-    return rows
-
-
-def as_samples(X: ImagesInput) -> Samples:
-    """Prediction inputs → ``Samples``: a file, a directory, a glob, a list of those, or an image array."""
-    if isinstance(X, Samples):
-        return X
-    if isinstance(X, np.ndarray):
-        return samples_from_arrays(X, np.zeros(len(X), dtype=np.int64))[0]
-    inputs = [X] if isinstance(X, (str, Path)) else list(X)
-    paths = collect_paths([str(p) for p in inputs])
-    return Samples(["?"], np.zeros(len(paths), dtype=np.int64), paths=paths)
 
 
 # The keyword arguments of TransferClassifier: each one a setting of RunConfig by its parameter name.

@@ -106,6 +106,10 @@ def _advise_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=T.NON_NEGATIVE_INT, default=0, help="which images are sampled (default 0)")
     p.add_argument("--device", type=T.device, default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--matrix", metavar="PNG", help="also write the size-similarity matrix picture here")
+    p.add_argument("--budget", type=T.budget, action="append",
+                   help="a budget to plan for (repeatable; default: a table from 1 min to 1 h)")
+    p.add_argument("--no-recipes", dest="recipes", action="store_false",
+                   help="skip the budget table (it probes this machine's speed once, then reads the cache)")
     p.add_argument("--json", action="store_true", help="print the advice as JSON")
 
 
@@ -116,12 +120,26 @@ def _advise(args: argparse.Namespace) -> int:
     if backbones == []:
         raise ValueError("--backbones names no backbone; give comma-separated names, e.g. --backbones "
                          "tf_efficientnet_lite0,resnet50 (see `shoulders zoo`)")
-    advice = advise(args.data, backbone=args.backbone, backbones=backbones, weights=args.weights,
+    from .data import load_data
+
+    splits = load_data(args.data, seed=args.seed)
+    advice = advise(splits, backbone=args.backbone, backbones=backbones, weights=args.weights,
                     image_size=args.image_size, sample_size=args.sample_size, seed=args.seed, device=args.device,
                     progress=False)
     if args.matrix:
         advice.save_matrix(args.matrix)
-    print(json.dumps(advice.to_dict(), indent=2) if args.json else advice.report())
+    recipes = None
+    if args.recipes:
+        from .planner.budget import parse_budget
+        from .planner.plan_run import DEFAULT_TABLE_BUDGETS, recipes_by_budget, table_text
+
+        budgets = [parse_budget(b) for b in args.budget] if args.budget else DEFAULT_TABLE_BUDGETS
+        recipes = recipes_by_budget(splits, advice, weights=args.weights if not backbones else None,
+                                    device=args.device, budgets=budgets, seed=args.seed)
+    if args.json:
+        print(json.dumps({**advice.to_dict(), "recipes": recipes}, indent=2))
+    else:
+        print(advice.report() + ("\n\nbudget → plan on this machine\n" + table_text(recipes) if recipes else ""))
     return 0
 
 

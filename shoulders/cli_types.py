@@ -72,6 +72,17 @@ def device(text: str) -> str:
     return text
 
 
+def budget(text: str) -> str:
+    """A duration (``90s``, ``10m``, ``2h``, ``1h30m``); kept as written, checked by the planner's parser."""
+    from .planner.budget import parse_budget  # torch-free
+
+    try:
+        parse_budget(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e).replace(f"budget={text!r} ", "").replace("budget=", "")) from None
+    return text
+
+
 POSITIVE_INT = int_at_least(1)
 NON_NEGATIVE_INT = int_at_least(0)
 IMAGE_SIZE = int_at_least(16, "pixels; smaller inputs vanish inside the network")

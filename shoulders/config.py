@@ -7,7 +7,7 @@ as ``config.json``, so ``RunConfig.load(run_dir)`` repeats the run.
 
 A few fields keep ``None`` as a value of their own, an off switch rather than "unset": ``model.weights`` (the
 automatic sources), ``model.head_hidden`` (a linear head), ``train.patience`` (no early stopping),
-``data.max_per_class`` (no cap).
+``train.budget`` (no budget: the plan stops near its plateau), ``data.max_per_class`` (no cap).
 """
 
 from __future__ import annotations
@@ -76,6 +76,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
     label_smoothing: float = 0.0
+    class_weight: str = "auto"  # auto (balanced when the largest class has >= 3x the smallest's images) | balanced
+    # (loss weights n / (classes × n_class), the frozen head's solver too) | none; resolved to balanced or none
     patience: int | None = None  # early stopping on validation loss; None = no early stopping
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N; resolved to cpu / cuda (a launcher picks cuda:LOCAL_RANK)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from .config import RunConfig
 from .strategies import STRATEGIES, FrozenStrategy
+from .train.imbalance import CLASS_WEIGHTS
 
 # Only light modules at the top: the CLI checks a typo in a name before torch is imported.
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ def check_names(config: RunConfig) -> None:
         from .planner.budget import parse_budget  # torch-free
 
         parse_budget(t.budget)
+    _check_choice("class_weight", t.class_weight, CLASS_WEIGHTS)
     if d.augment is not None:
         from .data import AUGMENTATIONS
 
@@ -113,7 +115,7 @@ def _check_choice(parameter: str, value: str | None, valid: tuple[str, ...]) -> 
 
 
 def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
-                   machine: MachineFacts) -> tuple[RunConfig, Plan]:
+                   machine: MachineFacts, train_labels: Any = None, num_classes: int = 0) -> tuple[RunConfig, Plan]:
     """The config that runs, and the plan that goes with it; ``user`` is not modified.
 
     Args:
@@ -121,6 +123,8 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
         plan: the advisor's plan under strategy ``auto``; ``None`` = the explicit strategy's own defaults.
         backbone: the built backbone's defaults (input size, crop) and its number of blocks.
         machine: the device, its native precisions and its default loader workers.
+        train_labels: the training split's labels (of ``num_classes`` classes): ``class_weight='auto'`` turns
+            class-balanced loss weights on when they are imbalanced (``shoulders.train.imbalance``).
 
     Returns:
         (resolved config, effective plan). The plan's numbers are the resolved config's; its reasons are the
@@ -158,11 +162,23 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     precision = choose_precision(t.precision, t.inference_precision, t.device.split(":")[0],
                                  machine.native_bf16, fixed_features=cls.uses_feature_cache)
     t.precision, t.inference_precision = precision.train, precision.inference
+    weighting = _class_weight(t.class_weight, train_labels, num_classes)
+    t.class_weight = weighting.mode
     effective = Plan(strategy=name, epochs=t.epochs, lr=t.lr, augment=d.augment, trainable_blocks=s.trainable_blocks,
-                     head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult,
-                     reasons=list(plan.reasons) + notes, image_size=d.image_size, head_init=s.head_init,
-                     recipe=plan.recipe)
+                     head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult, class_weight=t.class_weight,
+                     reasons=list(plan.reasons) + [r for r in (weighting.reason,) if r] + notes, image_size=d.image_size,
+                     head_init=s.head_init, recipe=plan.recipe)
     return out, effective
+
+
+def _class_weight(setting: str, train_labels: Any, num_classes: int) -> Any:
+    """``class_weight`` decided from the training labels (``auto``: on from a 3× imbalance), with its reason."""
+    from .train.imbalance import ClassWeighting, resolve_class_weight
+
+    if train_labels is None or not num_classes:  # nothing to measure: only an explicit choice can hold
+        mode = "none" if setting == "auto" else setting
+        return ClassWeighting(mode, None, float("nan"), "")
+    return resolve_class_weight(setting, train_labels, num_classes)
 
 
 def _strategy(user: RunConfig, plan: Plan | None) -> tuple[str, Plan, list[str]]:

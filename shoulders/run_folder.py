@@ -31,7 +31,9 @@ import io
 import json
 import math
 import os
+import errno
 import platform
+import re
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -99,8 +101,25 @@ class RunFolderWriteError(RuntimeError):
             space = f", {free / 2**20:.1f} MiB free on its disk" if free < 256 * 2**20 else ""
         except OSError:
             space = ""
-        super().__init__(f"could not write {path}: {reason} ({type(error).__name__}{space}); {kept}. Free disk "
-                         "space or fix the folder's permissions and run again, or write to another folder")
+        advice = _WRITE_ADVICE.get(getattr(error, "errno", None) or _errno_in(str(error)),
+                                   "check the folder and run again, or write to another folder")
+        super().__init__(f"could not write {path}: {reason} ({type(error).__name__}{space}); {kept}: {advice}")
+
+
+_WRITE_ADVICE = {errno.ENOSPC: "free disk space and run again, or write to another folder",
+                 errno.EDQUOT: "free space within your disk quota and run again, or write to another folder",
+                 errno.EACCES: "fix the folder's permissions and run again, or write to another folder",
+                 errno.EPERM: "fix the folder's permissions and run again, or write to another folder",
+                 errno.EROFS: "the disk is read-only: write to another folder",
+                 errno.ENOENT: "its folder no longer exists: run again, or write to another folder"}
+
+
+def _errno_in(text: str) -> int | None:
+    """The errno inside a message of a library that wraps OSError in its own type ("os error 28")."""
+    match = re.search(r"os error (\d+)|Errno (\d+)", text)
+    if match:
+        return int(match.group(1) or match.group(2))
+    return errno.ENOSPC if "No space left" in text or "unexpected pos" in text else None
 
 
 def _remove_quietly(path: Path) -> None:

@@ -164,7 +164,8 @@ def plan_out_dir(out_dir: str | Path, *, resume: bool = False, overwrite: bool =
     if resume and overwrite:
         raise RunFolderError(f"resume=True and overwrite=True exclude each other: continue the run in {final} "
                              "(resume=True) or replace it (overwrite=True)")
-    if resume:
+    if resume:  # the fine-tuning road says when there is no checkpoint; the frozen one starts again, here
+        final.mkdir(parents=True, exist_ok=True)
         return OutDir(final, final)
     if found and not overwrite:
         raise RunFolderError(

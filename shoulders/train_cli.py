@@ -38,6 +38,10 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="weights file (safetensors or .pth state dict) instead of the bundled/hub ones")
     p.add_argument("--no-pretrained", dest="pretrained", action="store_const", const=False,
                    help="random initialisation (a from-scratch baseline)")
+    p.add_argument("--budget", type=T.budget, help="wall time for the whole run, advice included (90s, 10m, 1h30m): the "
+                   "plan fits input size, epochs, strategy and depth in it; default: near the plateau, at most 10m")
+    p.add_argument("--head-init", help="full/partial: default | probe (LP-FT: start from the linear probe; "
+                   "default: the plan's)")
     p.add_argument("--epochs", type=T.POSITIVE_INT, help=f"training epochs (default: the plan's; the strategies' own: {defaults})")
     p.add_argument("--lr", type=T.positive_float(), help="learning rate of the new head (default: the plan's, "
                    f"{STRATEGIES.get('full').default_lr:g})")
@@ -75,6 +79,9 @@ def _data_and_machine_flags(p: argparse.ArgumentParser) -> None:
                         "keep them (reported only) or stop; listed in duplicates.json")
     p.add_argument("--near-duplicates", action="store_const", const=True,
                    help="also report near-duplicates across splits by perceptual hash (needs imagehash)")
+    p.add_argument("--class-weight", choices=["auto", "balanced", "none"],
+                   help="class-balanced loss weights (also the frozen head's): auto (the default) turns them on when "
+                        "the largest class has at least 3× the images of the smallest")
     p.add_argument("--patience", type=T.POSITIVE_INT, help="early stopping after N epochs without a better validation loss")
     p.add_argument("--label-smoothing", type=T.BELOW_ONE, help="0 ≤ x < 1 (default 0)")
     p.add_argument("--seed", type=T.NON_NEGATIVE_INT, help="random seed (default 0)")
@@ -181,7 +188,9 @@ def training_summary(clf: Any, out: str | Path | None) -> str:
 
         lines.append(f"leakage    {summary_text(duplicates)}; listed in {DUPLICATES_NAME}")
     lines.append(f"val acc    {m['val_accuracy']:.4f}" + (f"   test acc {m['test_accuracy']:.4f}" if "test_accuracy" in m else ""))
-    lines.append(f"time       {clf.runtime_.get('seconds', 0):.1f} s on {clf.runtime_.get('device', '?')}")
+    timing = clf.runtime_.get("timing") or {}
+    lines.append(f"time       {timing.get('line') or format(clf.runtime_.get('seconds', 0), '.1f') + ' s'} on "
+                 f"{clf.runtime_.get('device', '?')}")
     if out is not None:
         lines.append(f"run folder {out}")
     return "\n".join(lines)

@@ -237,6 +237,10 @@ def _fault_runs(tmp_path: Path, run_dir: Path) -> list[tuple[str, list[str]]]:
         ("train", ["train", str(listing), "--out", out + "3", *common]),
         ("train", ["train", str(partly), "--out", out + "4", *common, "--on-bad-image", "error"]),
         ("train", ["train", str(single), "--out", out + "5", *common]),
+        ("train", ["train", str(images), "--out", str(run_dir), *common]),  # an existing run: refused
+        ("train", ["train", str(images), "--out", str(run_dir), *common, "--resume", "--overwrite"]),
+        ("train", ["train", str(images), "--out", str(tmp_path / "r6"), *common[:-2], "--strategy", "full",
+                   "--resume"]),  # nothing to resume
         ("advise", ["advise", str(listing)]),
         ("advise", ["advise", str(single)]),
         ("export", ["export", str(tmp_path / "no-run")]),

@@ -195,9 +195,14 @@ def test_frozen_features_are_sharded_gathered_and_cached_once(root: Path, monkey
             np.testing.assert_allclose(fb["features"], fa["features"], rtol=1e-5, atol=1e-6)
     ms, md = read_run(root / "frozen-single")["metrics"], read_run(root / "frozen-dist")["metrics"]
     assert md["val_accuracy"] == ms["val_accuracy"] and md["val_images"] == 9 and md["test_images"] == 6
-    # the features agree to ~1e-8; L-BFGS stops at a tolerance, so the heads agree less closely
-    for key, value in weights(root / "frozen-single").items():
-        torch.testing.assert_close(weights(root / "frozen-dist")[key], value, rtol=1e-2, atol=1e-3, msg=key)
+    # the features agree to ~1e-8; the float32 L-BFGS head stops at a tolerance, and on these separable features
+    # (weakest penalty chosen) its weights agree only to a few %, so the heads are compared by what they predict
+    ws, wd = weights(root / "frozen-single"), weights(root / "frozen-dist")
+    for path in single:
+        with np.load(path) as f:
+            x = torch.from_numpy(f["features"])
+        probs = [torch.softmax(x @ w["head.weight"].T + w["head.bias"], 1) for w in (ws, wd)]
+        torch.testing.assert_close(probs[1], probs[0], rtol=0, atol=1e-3)
     assert rank_log(logs, 1) == "" and "features" not in rank_log(logs, 1, "stderr")
 
 

@@ -94,3 +94,18 @@ def test_features_stay_float32_on_the_head_device() -> None:
     fit_linear_head(head, x.astype(np.float64), y, x, y, num_classes=2)
     assert head.weight.dtype == torch.float32 and head.weight.device.type == "cpu"
     assert torch.isfinite(head.weight).all()
+
+
+def test_small_problems_solve_on_one_thread_and_restore_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+    original = head_solver.fit_softmax
+    monkeypatch.setattr(head_solver, "fit_softmax", lambda *a, **k: seen.append(torch.get_num_threads())
+                        or original(*a, **k))
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        x, y = blobs(100, 4, 3, seed=6)
+        fit_linear_head(nn.Linear(4, 3), x, y, x, y, num_classes=3)
+        assert seen and set(seen) == {1} and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

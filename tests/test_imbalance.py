@@ -61,3 +61,49 @@ def test_weighted_head_recalls_the_small_classes_better() -> None:
             pred = head(torch.from_numpy(test_x)).argmax(1).numpy()
         recalls[mode] = np.mean([np.mean(pred[test_y == k] == k) for k in range(3)])
     assert recalls["balanced"] > recalls["none"] + 0.05
+
+
+def _imbalanced_arrays() -> tuple[np.ndarray, np.ndarray]:
+    from conftest import colour_images
+
+    x, y, _ = colour_images(40, seed=5)
+    keep = np.concatenate([np.flatnonzero(y == 0), np.flatnonzero(y == 1)[:10], np.flatnonzero(y == 2)[:8]])
+    return x[keep], y[keep]
+
+
+@pytest.mark.parametrize("setting, mode", [("auto", "balanced"), ("none", "none"), ("balanced", "balanced")])
+def test_the_plan_turns_weights_on_for_imbalanced_data(setting: str, mode: str) -> None:
+    from shoulders import RunConfig, TransferClassifier
+
+    from conftest import TINY
+
+    x, y = _imbalanced_arrays()
+    config = RunConfig()
+    config.train.class_weight = setting
+    clf = TransferClassifier(backbone=TINY, strategy="frozen", pretrained=False, image_size=32, progress=False,
+                             config=config).fit(x, y)
+    assert clf.config_.train.class_weight == clf.plan_.class_weight == mode
+    reason = next(r for r in clf.plan_.reasons if "class" in r and "weights" in r)
+    assert "5.3× the images of the smallest (6 to 32)" in reason  # measured on the training split
+    assert ("chosen by the user" in reason) == (setting != "auto")
+
+
+def test_balanced_data_keeps_plain_loss_and_the_flag_reaches_the_config(colour_arrays) -> None:
+    from shoulders.cli import build_parser
+    from shoulders.train_cli import config_from_args
+
+    from shoulders import TransferClassifier
+
+    from conftest import TINY
+
+    x, y, _ = colour_arrays
+    clf = TransferClassifier(backbone=TINY, strategy="frozen", pretrained=False, image_size=32,
+                             progress=False).fit(x, y)
+    assert clf.config_.train.class_weight == "none" and any("below 3×" in r for r in clf.plan_.reasons)
+    args = build_parser().parse_args(["train", "D", "--out", "o", "--class-weight", "balanced"])
+    assert config_from_args(args).train.class_weight == "balanced"
+    from shoulders import RunConfig
+    from shoulders.resolution import check_names
+
+    with pytest.raises(ValueError, match="class_weight='inverse' is unknown"):
+        check_names(RunConfig().override({"class_weight": "inverse"}))

@@ -323,6 +323,11 @@ def test_budget_prediction_and_actual_time_are_in_config_json(tmp_path: Path):
     assert recorded["plan"]["recipe"]["summary"].startswith("plan: ")
     assert recorded["plan"]["recipe"]["native_size"]["median"] == 16
     assert clf.config_.data.image_size == 32  # the user's size is kept; the planner chose the rest
+    from shoulders import TransferClassifier
+
+    loaded = TransferClassifier.load(tmp_path / "run")
+    assert loaded.plan_.recipe["predicted_seconds"] == timing["predicted_seconds"]
+    assert loaded.runtime_["timing"]["actual_seconds"] == timing["actual_seconds"]
 
 
 def test_bad_budget_fails_before_any_data_is_read():
@@ -330,3 +335,43 @@ def test_bad_budget_fails_before_any_data_is_read():
 
     with pytest.raises(ValueError, match="budget='-5m' must be a positive duration"):
         TransferClassifier(budget="-5m").fit("/no/such/folder")
+
+
+def test_cli_advise_shows_the_budget_table(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    import json
+
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    from shoulders.cli import main
+
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model(TINY).state_dict().items()}, str(weights))
+    argv = ["advise", str(image_folder), "--backbone", TINY, "--weights", str(weights), "--image-size", "32",
+            "--sample-size", "24", "--device", "cpu", "--budget", "2m", "--budget", "10m"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "budget → plan on this machine" in out and "2 min " in out and "10 min " in out
+    assert main(argv + ["--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["recipes"]
+    assert [r["budget"] for r in rows] == ["2 min", "10 min"] and all(0 < r["expected_accuracy"] <= 1 for r in rows)
+
+
+def test_cli_rejects_a_bad_budget(capsys: pytest.CaptureFixture[str]):
+    from shoulders.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "DATA", "--out", "x", "--budget", "abc"])
+    assert "argument --budget: is not a duration" in capsys.readouterr().err
+
+
+def test_chosen_depth_follows_the_data_and_the_budget():
+    tp = _throughput()
+    small_different = plan_recipe(_facts(quadrant=3), tp, budget=60, anchor_error=0.2)
+    large_tight = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=60, anchor_error=0.2)
+    large_roomy = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=300, anchor_error=0.2)
+    assert small_different.strategy == "full"
+    assert (large_tight.strategy, large_tight.trainable_blocks) == ("partial", 4)  # its cheaper steps fit the budget
+    assert large_roomy.strategy == "full"

@@ -21,7 +21,7 @@ from conftest import TINY
 
 ARGS = ["--backbone", TINY, "--no-pretrained", "--image-size", "32", "--quiet", "--precision", "fp32",
         "--num-workers", "0", "--seed", "1"]
-FULL = ["--strategy", "full", "--epochs", "12", "--batch-size", "8", "--head-epochs", "1"]
+FULL = ["--strategy", "full", "--epochs", "6", "--batch-size", "8", "--head-epochs", "1"]
 SLOW = """
 import sys, time
 from shoulders.cli import main
@@ -30,7 +30,7 @@ from shoulders.train import finetune
 original = finetune._run_epoch
 
 def slow(*args, **kwargs):  # the same epoch, slower: time for the test to act while the run is in progress
-    time.sleep(0.4)
+    time.sleep(0.5)
     return original(*args, **kwargs)
 
 finetune._run_epoch = slow
@@ -165,3 +165,23 @@ def test_train_into_a_full_disk_says_which_file(capsys, full_disk: Path, image_f
     code, _, err = train(capsys, image_folder, full_disk / "run", "--strategy", "full", "--epochs", "1",
                          "--batch-size", "8")
     assert code == 1 and "could not write" in err and str(full_disk) in err and "Traceback" not in err
+
+
+def test_an_interrupted_overwrite_keeps_the_previous_run(capsys, tmp_path: Path, image_folder: Path) -> None:
+    run = tmp_path / "run"
+    assert train(capsys, image_folder, run, "--strategy", "frozen")[0] == 0
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    script = tmp_path / "slow.py"
+    script.write_text(SLOW)
+    proc = subprocess.Popen([sys.executable, str(script), "train", str(image_folder), "--out", str(run), *ARGS,
+                             *FULL, "--overwrite"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    try:
+        _wait_for(tmp_path / f".run.new-{proc.pid}" / "checkpoint.pt", proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 143 and "the previous run in it is unchanged" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # staging and lock gone

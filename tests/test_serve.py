@@ -156,6 +156,18 @@ def test_every_bad_input_is_a_4xx_json_error_and_the_server_lives_on(client: Tes
     assert client.post("/predict", files={"files": ("ok.png", PNG)}).status_code == 200
 
 
+def test_a_chunked_body_is_cut_off_at_the_size_limit(client: TestClient) -> None:
+    """No Content-Length to refuse up front: the body is counted as it arrives (multipart and JSON alike)."""
+    head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="a.png"\r\n\r\n'
+    bodies = {"multipart/form-data; boundary=b": iter([head] + [b"\0" * 5000] * 6 + [b"\r\n--b--\r\n"]),
+              "application/json": iter([b'{"images": [{"data": "', b"A" * 30_000, b'"}]}'])}
+    for content_type, chunks in bodies.items():
+        response = client.post("/predict", content=chunks, headers={"content-type": content_type})
+        assert response.request.headers.get("transfer-encoding") == "chunked"
+        assert response.status_code == 413 and "over the limit of 20,000 bytes" in response.json()["detail"]
+    assert client.get("/health").json()["status"] == "ok"
+
+
 def test_bad_top_k_is_a_422(client: TestClient) -> None:
     response = client.post("/predict?top_k=0", files={"files": ("ok.png", PNG)})
     assert response.status_code == 422 and "top_k" in json.dumps(response.json())

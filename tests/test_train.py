@@ -233,3 +233,22 @@ def test_more_data_same_classes_is_learnt() -> None:
     x, y, _ = colour_images(20, size=16, seed=3)
     clf = tiny_clf("full", epochs=4, lr=1e-2).fit(x, y)
     assert clf.metrics_["val_accuracy"] >= 0.8
+
+
+def test_predict_logits_fills_one_array_and_keeps_order() -> None:
+    from shoulders.train import predict_logits
+
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    x, y = torch.randn(10, 4), torch.arange(10)
+    with torch.no_grad():
+        ref = model(x).numpy()
+    fp32 = Precision(train="fp32", inference="fp32")
+    dataset = torch.utils.data.TensorDataset(x, y)
+    for loader, n in ((torch.utils.data.DataLoader(dataset, batch_size=3), 10),  # known length: preallocated
+                      ([(x[:5], y[:5]), (x[5:], y[5:])], 10),  # a plain list of batches
+                      (torch.utils.data.DataLoader(dataset, batch_size=3, drop_last=True), 9)):
+        out, targets = predict_logits(model, loader, torch.device("cpu"), precision=fp32)
+        assert out.dtype == np.float32 and out.shape == (n, 3)
+        np.testing.assert_allclose(out, ref[:n], atol=1e-6)
+        assert targets.tolist() == list(range(n))

@@ -31,6 +31,7 @@ class Plan:
     trainable_blocks: int | None = None  # top blocks that train (the advisor's plans: partial only)
     head_epochs: int = 0  # full/partial: head-only warm-up epochs
     backbone_lr_mult: float = 0.1  # pretrained blocks' rate = lr × this
+    class_weight: str = "none"  # balanced | none: class-balanced loss weights (set by the resolution step)
     reasons: list[str] = field(default_factory=list)
     image_size: int | None = None  # the planner's input size; None = the backbone's
     head_init: str = "default"  # default | probe (LP-FT)

@@ -4,7 +4,7 @@ the recipe (what ``TransferClassifier.fit`` hands to the resolution step)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from torch import nn
 
@@ -65,20 +65,41 @@ def plan_for_run(splits: DataSplits, model: nn.Module, advice: Any, inputs: Plan
     return recipe, facts, tp
 
 
-def recipes_by_budget(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInputs, *, spent: float,
+DEFAULT_TABLE_BUDGETS = (60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+
+
+def recipes_by_budget(splits: DataSplits, advice: Any, *, weights: str | None = None, device: str = "auto",
+                      batch_size: int = 64, budgets: Sequence[float] = DEFAULT_TABLE_BUDGETS,
                       seed: int = 0) -> list[dict[str, Any]]:
-    """``shoulders advise``'s table: budget → planned recipe → predicted time → expected accuracy."""
+    """``shoulders advise``'s table: budget → planned recipe → predicted time → expected accuracy, for the advised
+    backbone on this machine (its throughput probed, or read from the cache)."""
+    from ..models import create_transfer_model
+    from ..train import resolve_device
+
+    model, _ = create_transfer_model(advice.backbone, len(splits.classes), weights=weights)
+    dev = str(resolve_device(device))
+    inputs = PlanInputs(backbone=advice.backbone, device=dev, precision="auto", channels_last=True,
+                        batch_size=batch_size)
     facts, tp = measure(splits, model, advice, inputs, seed)
-    return budget_table(facts, tp, anchor_error=anchor_error(advice, facts.native.median), spent=spent + tp.seconds,
-                        batch_size=inputs.batch_size, augment=advice.plan.augment,
-                        device_label=device_label(inputs.device))
+    return budget_table(facts, tp, anchor_error=anchor_error(advice, facts.native.median),
+                        spent=advice.seconds + tp.seconds, batch_size=batch_size, augment=advice.plan.augment,
+                        budgets=budgets, device_label=device_label(dev))
+
+
+def table_text(rows: list[dict[str, Any]]) -> str:
+    """The budget table for the terminal."""
+    lines = [f"{'budget':<10} {'planned recipe':<42} {'predicted':<12} expected acc."]
+    lines += [f"{r['budget']:<10} {r['recipe']:<42} {r['predicted']:<12} {100 * r['expected_accuracy']:.1f} %"
+              for r in rows]
+    return "\n".join(lines)
 
 
 def constraints(user: Any) -> Constraints:
     """What the user's (unresolved) ``RunConfig`` fixes; the planner searches the rest."""
     s, d, t = user.strategy, user.data, user.train
     depth = s.trainable_blocks
-    return Constraints(strategy=None if s.name == "auto" else s.name, image_size=d.image_size, epochs=t.epochs,
+    strategy = s.name if s.name != "auto" else ("partial" if depth is not None else None)  # a depth picks partial
+    return Constraints(strategy=strategy, image_size=d.image_size, epochs=t.epochs,
                        depth=int(depth) if depth is not None and depth >= 1 and depth == int(depth) else None,
                        head_init=s.head_init)
 

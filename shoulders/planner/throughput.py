@@ -69,7 +69,7 @@ class Throughput:
         return self.rates[near], (near / size) ** 2
 
     def per_image(self, size: int, task: str) -> float:
-        """Seconds per image for ``task`` (``full``, ``partial-<k>``, ``features`` or ``evaluate``), loading included."""
+        """Seconds per image for ``task`` (``full``, ``partial-<k>``, ``features``, ``evaluate``), loading included."""
         rates, scale = self.rates_at(size)
         if task == "features":
             ips = rates.features

@@ -61,7 +61,8 @@ def data_fact(config: Any, advice: Any, evaluation: Mapping[str, Any] | None, sp
     n = _get(evaluation, "metrics", "n_samples")
     if isinstance(n, int):
         split = evaluation.get("split")
-        bits.append(f"evaluated on {n} {split} images" if split in ("test", "val", "train") else f"evaluated on {n} images")
+        named = split in ("test", "val", "train")
+        bits.append(f"evaluated on {n} {split} images" if named else f"evaluated on {n} images")
     size = _get(config, "data_config", "input_size")
     if isinstance(size, list) and len(size) == 3:
         bits.append(f"at {size[1]}×{size[2]} px")

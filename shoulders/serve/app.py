@@ -90,7 +90,7 @@ async def _multipart_uploads(request: Request, limits: UploadLimits) -> list[Upl
     try:
         form = await request.form(max_files=limits.max_files, max_fields=limits.max_files)
     except HTTPException as e:  # starlette's multipart errors (too many parts, a malformed body) are 400s
-        if "Too many" in str(e.detail):
+        if "Too many files" in str(e.detail):
             raise UploadError(TOO_LARGE, f"more than {limits.max_files} images in one request; the limit is "
                                          f"{limits.max_files} (split them over several requests)") from None
         raise UploadError(BAD_REQUEST, f"malformed multipart body: {e.detail}") from None
@@ -142,7 +142,8 @@ def _prepare(model: ServedModel, uploads: list[Upload], limits: UploadLimits) ->
         try:
             prepared.append(model.prepare(decoded.name, decoded.image))
         except Exception as e:  # noqa: BLE001 - a transform failure is this image's problem, not the server's
-            raise UploadError(UNPROCESSABLE, f"{decoded.name!r} cannot be preprocessed: {type(e).__name__}: {e}")
+            raise UploadError(UNPROCESSABLE,
+                              f"{decoded.name!r} cannot be preprocessed: {type(e).__name__}: {e}") from None
     return prepared
 
 

@@ -99,7 +99,7 @@ def _run_epoch(run: RunContext, phase: Phase, optimizer: Any, scheduler: Any, sc
     run.strategy.set_train_mode(run.model)
     lr = optimizer.param_groups[0]["lr"]
     batches = keeper.limit(train_loader) if keeper is not None else train_loader
-    train = train_one_epoch(net or run.model, run.criterion, optimizer, batches, run.device, epoch=epoch,
+    train = train_one_epoch(net or run.model, run.loss, optimizer, batches, run.device, epoch=epoch,
                             precision=run.precision, scheduler=scheduler, scaler=scaler,
                             channels_last=cfg.channels_last, progress=run.progress, desc=phase.name)
     val = run.evaluate(run.model, val_loader)

@@ -19,7 +19,7 @@ from ..run_folder import write_history
 from ..strategies import Phase
 from .device import Precision
 from .distributed import broadcast_object, gather_shards, shard_indices
-from .features import FeatureCache, default_cache_dir, extract_features
+from .features import FeatureCache, extract_features, feature_cache_dir
 from .head_solver import fit_linear_head
 from .loop import evaluate, set_epoch_seed, train_one_epoch, warmup_cosine
 from .run import FitResult, RunContext, seed_epoch
@@ -35,7 +35,7 @@ def fit_on_features(run: RunContext, resume: bool) -> FitResult:
               "splits finished before the interruption come from the feature cache", file=sys.stderr, flush=True)
     cfg, scfg, cache_identity = run.config.train, run.config.strategy, run.cache_identity
     phase_info = run.strategy.apply_phase(run.model, Phase("head", cfg.epochs, 0))
-    cache = FeatureCache(default_cache_dir() / "features") if cfg.feature_cache and cache_identity else None
+    cache = FeatureCache(feature_cache_dir()) if cfg.feature_cache and cache_identity else None
     views = scfg.feature_views if run.config.data.augment != "none" else 1
     train = road_features(run, cache, cache_identity, run.splits.train, views)
     val = road_features(run, cache, cache_identity, run.splits.val, 1)
@@ -70,7 +70,8 @@ def _fit_head_lbfgs(run: RunContext, train_x: np.ndarray, train_y: np.ndarray, v
                     val_y: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The convex solver (``head_solver``): one history row per regularisation strength tried."""
     rows = fit_linear_head(run.model.get_classifier(), train_x, train_y, val_x, val_y, len(run.splits.classes),
-                           seed=run.config.train.seed)
+                           seed=run.config.train.seed,
+                           class_weight=None if run.class_weight is None else np.asarray(run.class_weight))
     history = [{"epoch": i + 1, "phase": "head", "lr": math.nan, "train_loss": math.nan,
                 "train_accuracy": r["train_accuracy"], "val_loss": r["val_loss"],
                 "val_accuracy": r["val_accuracy"], "seconds": r["seconds"], "C": r["C"],
@@ -94,7 +95,7 @@ def road_features(run: RunContext, cache: FeatureCache | None, identity: dict[st
         key = {**(identity or {}), "precision": run.precision.inference, "view": view,
                "augment": run.config.data.augment if views > 1 else "none", "seed": cfg.seed if views > 1 else 0}
         entry = cache.key(key, fingerprints) if cache and run.dist.is_main else None
-        feats = cache.get(entry) if entry else None
+        feats = cache.get(entry, dim=run.model.num_features) if entry else None  # a mismatching entry: recomputed
         if not broadcast_object(feats is not None):  # every process learns whether the backbone must run
             seed_epoch(run, view)
             local, _ = extract_features(run.model.feature_extractor(), run.loader(samples, transform, train=False), run.device,
@@ -133,7 +134,7 @@ def _fit_head_sgd(run: RunContext, train_x: np.ndarray, train_y: np.ndarray, val
         generator.manual_seed(set_epoch_seed(cfg.seed, epoch).initial_seed())
         head.train()
         lr = optimizer.param_groups[0]["lr"]
-        train = train_one_epoch(head, run.criterion, optimizer, loader, run.device, epoch=epoch, precision=fp32,
+        train = train_one_epoch(head, run.loss, optimizer, loader, run.device, epoch=epoch, precision=fp32,
                                 scheduler=scheduler, progress=False, desc="head")
         val = _head_eval(run, val_x, val_y)
         record_epoch(state, run.model, history_row(epoch + 1, "head", lr, train, val), val, cfg.patience)

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.utils.class_weight import compute_class_weight
 
 CLASS_WEIGHTS = ("auto", "balanced", "none")
 IMBALANCE_RATIO = 3.0  # largest / smallest class at which "auto" weights the loss (the advisor's warning level)
@@ -47,6 +46,8 @@ def resolve_class_weight(setting: str, labels: np.ndarray, num_classes: int) -> 
     if setting == "none" or (setting == "auto" and ratio < IMBALANCE_RATIO):
         why = "chosen by the user" if setting == "none" else f"below {IMBALANCE_RATIO:g}×"
         return ClassWeighting("none", None, round(ratio, 3), f"no class weights: {figure}, {why}")
+    from sklearn.utils.class_weight import compute_class_weight  # here: the CLI checks names before sklearn loads
+
     classes = np.flatnonzero(counts)
     balanced = compute_class_weight("balanced", classes=classes, y=np.asarray(labels))
     weights = np.ones(num_classes)

@@ -76,21 +76,48 @@ def train_one_epoch(model: nn.Module, criterion: nn.Module, optimizer: torch.opt
 def predict_logits(model: nn.Module, loader: Iterable, device: torch.device, *, precision: Precision,
                    channels_last: bool = False, progress: bool = False, desc: str = "predict",
                    inference: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Runs ``model`` over ``loader`` in eval mode; returns (outputs as float32, targets)."""
+    """Runs ``model`` over ``loader`` in eval mode; returns (outputs as float32, targets).
+
+    Where the loader knows how many images it yields, the outputs go straight into one preallocated array:
+    no list of per-batch pieces and no concatenated copy of them (for 60 000 frozen features, 300 MB less).
+    """
     was_training = model.training
     model.eval()
-    outputs, targets = [], []
+    total = _images_in(loader)
+    outputs: list[torch.Tensor] = []
+    buffer: torch.Tensor | None = None
+    targets, filled = [], 0
     try:
         for images, target in tqdm(loader, desc=desc, leave=False, disable=_bar_off(progress), unit="batch"):
             with precision.autocast(device, inference=inference):
                 out = model(_to_device(images, device, channels_last))
-            outputs.append(out.float().cpu())
+            if total is not None and buffer is None:
+                buffer = torch.empty((total, *out.shape[1:]), dtype=torch.float32)
+            if buffer is not None and not outputs and filled + len(out) <= total:
+                buffer[filled:filled + len(out)].copy_(out)
+                filled += len(out)
+            else:  # no known length (or more than it said): collect the pieces
+                outputs.append(out.float().cpu())
             targets.append(torch.as_tensor(target))
     finally:
         model.train(was_training)
-    if not outputs:
+    if not targets:
         return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
-    return torch.cat(outputs).numpy(), torch.cat(targets).numpy()
+    if buffer is not None and not outputs:
+        return buffer[:filled].numpy(), torch.cat(targets).numpy()
+    pieces = ([buffer[:filled]] if buffer is not None else []) + outputs
+    return torch.cat(pieces).numpy(), torch.cat(targets).numpy()
+
+
+def _images_in(loader: Iterable) -> int | None:
+    """How many images a ``DataLoader`` yields (its sampler's length, none dropped), else ``None``."""
+    sampler = getattr(loader, "sampler", None)
+    if not isinstance(loader, torch.utils.data.DataLoader) or getattr(loader, "drop_last", False):
+        return None
+    try:
+        return len(sampler) if sampler is not None else None
+    except TypeError:  # an iterable-style dataset's sampler has no length
+        return None
 
 
 def evaluate(model: nn.Module, criterion: nn.Module, loader: Iterable, device: torch.device, *,

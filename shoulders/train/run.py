@@ -58,6 +58,13 @@ class RunContext:
     dist: DistContext
     cache_identity: dict[str, Any] | None = None  # what identifies the backbone's features (the feature cache's key)
     deadline: float | None = None  # perf_counter() by which training must end (the budget); None = no limit
+    class_weight: tuple[float, ...] | None = None  # per-class loss weights (config.train.class_weight), or none
+    train_criterion: nn.Module | None = None  # the training loss (weighted by class_weight); None = criterion
+
+    @property
+    def loss(self) -> nn.Module:
+        """The training loss: class-weighted when ``class_weight`` is set; validation and test stay unweighted."""
+        return self.train_criterion if self.train_criterion is not None else self.criterion
 
     @property
     def progress(self) -> bool:

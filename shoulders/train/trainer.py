@@ -28,6 +28,7 @@ from .device import Precision
 from .distributed import DistContext, init_distributed
 from .finetune import fit_phases
 from .frozen import fit_on_features
+from .imbalance import resolve_class_weight
 from .run import FitResult, RunContext
 
 Road = Callable[[RunContext, bool], FitResult]
@@ -65,9 +66,12 @@ def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: Ru
     if config.train.sync_bn and ctx.distributed:
         convert_sync_batchnorm(model)  # timm's: keeps BatchNormAct2d's activation; same parameters, same keys
     train_tf, eval_tf = create_transforms(data_config, augment=config.data.augment, hflip=config.data.hflip)
+    weights = resolve_class_weight(config.train.class_weight, splits.train.labels, len(splits.classes)).weights
+    loss_weight = None if weights is None else torch.tensor(weights, dtype=torch.float32, device=device)
     run = RunContext(model, strategy, splits, config, device, precision, train_tf, eval_tf,
                      nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing),
-                     Path(run_dir) if run_dir is not None else None, ctx, cache_identity, deadline)
+                     Path(run_dir) if run_dir is not None else None, ctx, cache_identity, deadline, weights,
+                     nn.CrossEntropyLoss(weight=loss_weight, label_smoothing=config.train.label_smoothing))
     result = ROADS.get(strategy.road)(run, resume)
     # what ran it (the settings themselves are the resolved config's, recorded once there)
     result.runtime.update({"device": str(device), "threads": torch.get_num_threads(),
