@@ -262,6 +262,15 @@ def test_bad_training_requests_say_what_to_do(client: TestClient) -> None:
         assert r.status_code == 400 and "takes no --budget" in r.json()["error"]
 
 
+def test_a_budget_goes_to_train(settings: Settings, image_folder: Path) -> None:
+    if not train_takes_budget():
+        pytest.skip("this shoulders train takes no --budget")
+    options = Studio(settings, data=str(image_folder))._train_options({"budget": " 1h00m ", "epochs": ""})
+    assert options["budget"] == "1h00m" and options["epochs"] is None
+    argv = train_command("DATA", Path("r"), options)
+    assert argv[argv.index("--budget") + 1] == "1h00m" and "--epochs" not in argv
+
+
 def test_train_command_is_the_cli() -> None:
     argv = train_command("DATA", Path("runs/x"), {"strategy": "full", "epochs": 3, "quiet": True, "weights": None})
     assert argv[:3] == [sys.executable, "-m", "shoulders"]

@@ -154,6 +154,8 @@ def test_data_advise_train_try_in_chromium(studio_url: str, browser, tmp_path: P
     assert "Plan:" in find(By.ID, "advise-plan").text and "similarity" in find(By.ID, "advise-measurements").text
     wait.until(lambda d: d.execute_script("return document.getElementById('advise-matrix').naturalWidth") > 0)
     browser.save_screenshot(str(shots / "2-advise.png"))
+    wait.until(EC.presence_of_element_located((By.CSS_SELECTOR, "#budget-body table")))  # the planner's table
+    assert "expected accuracy" in find(By.ID, "budget-body").text
 
     # train: full, 3 epochs, and watch it finish with its curves
     find(By.CSS_SELECTOR, '#tabs [data-tab="train"]').click()

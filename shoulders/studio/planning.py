@@ -28,16 +28,11 @@ def train_takes_budget() -> bool:
     return not unknown
 
 
-def budget_table(data: Path, advice: Any, *, backbone: str, weights: str | None, device: str) -> list[dict[str, Any]]:
-    """The planner's rows for ``data`` after ``advice`` (an :class:`~shoulders.advisor.Advice`): the throughput
-    probe runs the real model a few steps per candidate input size (cached per machine)."""
+def budget_table(data: Path, advice: Any, *, weights: str | None, device: str) -> list[dict[str, Any]]:
+    """The planner's rows for ``data`` after ``advice`` (an :class:`~shoulders.advisor.Advice`), as
+    ``shoulders advise`` prints them: the throughput probe runs the real model a few steps per candidate input size
+    (cached per machine)."""
     from ..data import load_data
-    from ..models import create_transfer_model
-    from ..planner.plan_run import PlanInputs, recipes_by_budget
-    from ..train import resolve_device
+    from ..planner.plan_run import recipes_by_budget
 
-    splits = load_data(data)
-    model, _ = create_transfer_model(backbone, len(splits.classes), weights=weights)
-    inputs = PlanInputs(backbone=backbone, device=str(resolve_device(device)), precision="auto",
-                        channels_last=True, batch_size=64)
-    return recipes_by_budget(splits, model, advice, inputs, spent=advice.seconds)
+    return recipes_by_budget(load_data(data), advice, weights=weights, device=device)

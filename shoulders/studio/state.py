@@ -136,7 +136,7 @@ class Studio:
         data, advice = self._advice
         s = self.settings
         return self.tasks.submit("budget:table", lambda: budget_table(
-            data, advice, backbone=s.backbone, weights=s.weights, device=s.device)).to_dict()
+            data, advice, weights=s.weights, device=s.device)).to_dict()
 
     # -- training ----------------------------------------------------------------------------------------------
     def start_training(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -194,7 +194,7 @@ function renderBudgetTable(rows) {
     `<p class="muted small">From the throughput measured on this machine and the planner's calibrated curves (benchmarks/).` +
     (use ? "" : " This version's <code>shoulders train</code> takes no budget yet: set the epochs and image size of a row on the train tab.") + "</p>";
   document.querySelectorAll(".use-budget").forEach((b) => b.addEventListener("click", () => {
-    $("train-budget").value = b.dataset.budget.replace(/ /g, "");
+    $("train-budget").value = b.dataset.budget.replace(/\s+/g, "").replace(/min/g, "m");  // "1 h 00 min" → "1h00m"
     showTab("train");
   }));
 }
