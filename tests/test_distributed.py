@@ -222,10 +222,11 @@ def test_batch_size_must_split_over_the_processes_and_sync_bn_needs_trained_bn()
 
     cfg = RunConfig()
     cfg.data.batch_size = 10
-    with pytest.raises(ValueError, match="global batch.*3 processes; 10 does not: use 9 or 12"):
+    with pytest.raises(ValueError, match=r"batch_size=10 is the global batch.*3 processes; use batch_size=9 or "
+                                         r"batch_size=12"):
         _check_parallel_settings(cfg, DistContext(rank=0, world_size=3))
     cfg.data.batch_size, cfg.train.sync_bn = 12, True
-    with pytest.raises(ValueError, match="add --train-bn"):
+    with pytest.raises(ValueError, match="set train_bn=True"):
         _check_parallel_settings(cfg, DistContext(rank=0, world_size=3))
     cfg.strategy.train_bn = True
     with pytest.raises(ValueError, match="CUDA"):
