@@ -103,10 +103,17 @@ def test_prediction_equals_predict_top_k_for_every_mode(client: TestClient, serv
     assert len(got.json()[0]["top_k"]) == 3  # the server's default top_k, like the CLI's
 
 
-def test_a_run_with_test_time_augmentation_is_served_with_it(tmp_path: Path, images: dict[str, Path]) -> None:
+def test_a_run_with_test_time_augmentation_is_served_with_it(tmp_path: Path, images: dict[str, Path],
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import shoulders.classifier as classifier_module
+    from shoulders.explain.tta import TTADecision, default_views
+
+    # the measured rule keeps TTA off everywhere today; a run whose rule turns it on must be served with it
+    monkeypatch.setattr(classifier_module, "tta_decision", lambda hflip: TTADecision(
+        True, tuple(v.name for v in default_views(hflip)), "on for this test", 6.0))
     x, y, classes = colour_images(6)
     cfg = RunConfig()
-    cfg.data.hflip = True  # trained with flips: the run's rule turns TTA on for predict_top_k, so serve uses it
+    cfg.data.hflip = True  # trained with flips: the flipped views are among the run's views
     clf = TransferClassifier(backbone=TINY, strategy="frozen", pretrained=False, image_size=32, progress=False,
                              config=cfg).fit(x, np.asarray(classes)[y], out_dir=tmp_path / "run")
     served = ServedModel(tmp_path / "run")
