@@ -217,3 +217,15 @@ def test_library_errors_name_parameters_and_the_cli_names_flags() -> None:
     assert flag_message("use on_bad_image='skip', or device='cpu'") == "use --on-bad-image skip, or --device cpu"
     with pytest.raises(ValueError, match=r"^trainable_blocks=9 is more than"):
         resolve_config(user(strategy="partial", trainable_blocks=9), None, BACKBONE, CPU)
+
+
+def test_advice_and_plan_reasons_are_two_lists() -> None:
+    """The advisor builds its reasons, then the plan from them: appending to one never changes the other."""
+    from shoulders.advisor.plan import plan_for_quadrant
+
+    advice_reasons = ["small dataset: median 100 images per class (under 1000)"]
+    plan = plan_for_quadrant(4, reasons=advice_reasons)
+    assert plan.reasons[0] == advice_reasons[0] and plan.reasons is not advice_reasons
+    advice_reasons.append("said only in the advice")
+    plan.reasons.append("said only in the plan")
+    assert "said only in the advice" not in plan.reasons and "said only in the plan" not in advice_reasons
