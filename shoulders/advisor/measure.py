@@ -18,7 +18,7 @@ from torch import nn
 
 from ..data import ImageDataset, Samples, create_transforms, make_loader
 from ..models import backbone_blocks
-from .scores import feature_distribution_distance
+from .distance import feature_distribution_distance
 
 # A few hundred images: the similarity moves by ~0.001 between sample seeds, the probe by 2-3 points, and a 224 px
 # pass stays a few seconds on a CPU.

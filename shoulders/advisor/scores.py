@@ -21,6 +21,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from shoulders._registry import Registry
+from shoulders.advisor._arrays import _as_features, _as_labels, _as_probs, _one_hot
+from shoulders.advisor.distance import feature_distribution_distance  # re-exported: a similarity measure
+
+__all__ = ["SCORES", "ScoreSpec", "compute_scores", "feature_distribution_distance", "gbc", "h_score", "leep",
+           "linear_probe_accuracy", "list_scores", "logme", "nce", "prediction_entropy", "register_score"]
 
 Needs = Literal["features", "probs", "source_labels"]
 
@@ -34,50 +39,6 @@ _LOGME_TOL = 1e-7  # relative change of alpha/beta
 _LOGME_MAX_ITER = 1000
 _RANK_RTOL = 1e-10  # Gram eigenvalues below this fraction of the largest are round-off, treated as zero
 _GBC_VAR_FLOOR = 1e-8  # relative to the mean feature variance, so GBC stays invariant to the features' scale
-
-
-# ----------------------------------------------------------------------------------------------------- validation
-def _as_features(features: np.ndarray, name: str = "features") -> np.ndarray:
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array (samples, dims); got shape {f.shape}")
-    if not np.all(np.isfinite(f)):
-        raise ValueError(f"{name} contains NaN or inf; check the feature extraction (e.g. fp16 overflow)")
-    return f
-
-
-def _as_probs(source_probs: np.ndarray) -> np.ndarray:
-    p = _as_features(source_probs, "source_probs")
-    if p.shape[1] < 2:
-        raise ValueError(f"source_probs needs at least 2 source classes; got shape {p.shape}")
-    # A loose tolerance accepts float16/float32 softmax outputs; logits fail it, which is the mistake to catch.
-    if p.min() < 0 or not np.allclose(p.sum(axis=1), 1.0, atol=1e-3):
-        raise ValueError("source_probs rows must be probabilities summing to 1; apply softmax to the logits first")
-    return p / p.sum(axis=1, keepdims=True)
-
-
-def _as_labels(labels: np.ndarray, n: int | None = None, min_per_class: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """Checks that labels are ints 0..C-1, every class present, C >= 2; returns (labels, counts per class)."""
-    y = np.asarray(labels)
-    if y.ndim != 1 or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"labels must be a 1-D integer array; got dtype {y.dtype}, shape {y.shape} "
-                         "(encode class names with np.unique(names, return_inverse=True))")
-    if n is not None and len(y) != n:
-        raise ValueError(f"labels has {len(y)} entries but the inputs have {n} samples")
-    if len(y) == 0 or y.min() < 0:
-        raise ValueError("labels must be non-negative class indices 0..C-1")
-    counts = np.bincount(y).astype(np.int64)
-    if len(counts) < 2:
-        raise ValueError("labels must contain at least 2 classes")
-    if counts.min() < max(min_per_class, 1):
-        bad = np.flatnonzero(counts < max(min_per_class, 1)).tolist()
-        raise ValueError(f"classes {bad} have fewer than {max(min_per_class, 1)} samples (counts {counts.tolist()}); "
-                         "labels must be 0..C-1 with every class present (re-encode with np.unique)")
-    return y.astype(np.int64), counts
-
-
-def _one_hot(y: np.ndarray, num_classes: int) -> np.ndarray:
-    return np.eye(num_classes)[y]
 
 
 # ------------------------------------------------------------------------------------------------------ LogME
@@ -331,39 +292,6 @@ def linear_probe_accuracy(features: np.ndarray, labels: np.ndarray, seed: int = 
     model = make_pipeline(*steps, LogisticRegression(max_iter=1000))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
     return float(cross_val_score(model, f, y, cv=splitter).mean())
-
-
-def feature_distribution_distance(features: np.ndarray, reference_mean: np.ndarray,
-                                  reference_cov_diag: np.ndarray) -> float:
-    """Diagonal Fréchet distance between the features and reference statistics, in reference-std units per dim.
-
-    The Fréchet distance of Gaussians as used by FID (Heusel et al. 2017, "GANs Trained by a Two Time-Scale Update
-    Rule Converge to a Local Nash Equilibrium", NeurIPS 2017, arXiv:1706.08500), restricted to diagonal
-    covariances and standardised by the reference: mean over dims of
-    ((mu - mu_ref)^2 + (sd - sd_ref)^2) / var_ref, so it does not grow with D.
-
-    Args:
-        features: (N, D) pooled features of the target images, N >= 2.
-        reference_mean: (D,) feature mean over natural photos (e.g. ImageNet validation images).
-        reference_cov_diag: (D,) positive per-dimension feature variance of the same photos.
-
-    Returns:
-        A value >= 0: 0 for matching statistics; 1 is e.g. every dim's mean shifted by one reference std. Sampling
-        noise adds about (1 + 1/2) var/var_ref / N.
-    """
-    f = _as_features(features)
-    mu_ref = np.asarray(reference_mean, dtype=np.float64)
-    var_ref = np.asarray(reference_cov_diag, dtype=np.float64)
-    if len(f) < 2:
-        raise ValueError("feature_distribution_distance needs at least 2 samples")
-    if mu_ref.shape != (f.shape[1],) or var_ref.shape != (f.shape[1],):
-        raise ValueError(f"reference_mean and reference_cov_diag must have shape ({f.shape[1]},); got "
-                         f"{mu_ref.shape} and {var_ref.shape}")
-    if not (np.all(np.isfinite(mu_ref)) and np.all(np.isfinite(var_ref)) and var_ref.min() > 0):
-        raise ValueError("reference statistics must be finite and reference_cov_diag strictly positive")
-    shift = (f.mean(axis=0) - mu_ref) ** 2
-    spread = (f.std(axis=0) - np.sqrt(var_ref)) ** 2
-    return float(np.mean((shift + spread) / var_ref))
 
 
 # ------------------------------------------------------------------------------------------------- registry
