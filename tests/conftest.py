@@ -17,6 +17,19 @@ def _isolated_env(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("SHOULDERS_NO_REEXEC", "1")  # never re-exec the test process from the CLI
 
 
+@pytest.fixture
+def tiny_weights(tmp_path: Path) -> Path:
+    """A weights file for the tiny model, with its 1000-class head (what a pretrained file looks like)."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    path = tmp_path / "tiny.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model(TINY).state_dict().items()}, str(path))
+    return path
+
+
 def colour_images(n_per_class: int, size: int = 16, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Three separable classes (red, green, blue-ish noise): any working pipeline learns them."""
     rng = np.random.default_rng(seed)

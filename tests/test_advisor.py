@@ -12,7 +12,6 @@ import pytest
 import timm
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from conftest import TINY, colour_images
 from shoulders.advisor import (
@@ -261,15 +260,6 @@ class TestRanking:
 
 
 # ------------------------------------------------------------------------------------------------ CLI and training
-@pytest.fixture
-def tiny_weights(tmp_path: Path) -> Path:
-    """A weights file for the tiny model, with its 1000-class head (what a pretrained file looks like)."""
-    torch.manual_seed(0)
-    path = tmp_path / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in timm.create_model(TINY).state_dict().items()}, str(path))
-    return path
-
-
 def test_cli_advise_json(image_folder: Path, tiny_weights: Path, tmp_path: Path,
                          capsys: pytest.CaptureFixture[str]) -> None:
     png = tmp_path / "matrix.png"

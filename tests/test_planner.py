@@ -337,18 +337,13 @@ def test_bad_budget_fails_before_any_data_is_read():
         TransferClassifier(budget="-5m").fit("/no/such/folder")
 
 
-def test_cli_advise_shows_the_budget_table(image_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_cli_advise_shows_the_budget_table(image_folder: Path, tiny_weights: Path,
+                                          capsys: pytest.CaptureFixture[str]):
     import json
-
-    import timm
-    import torch
-    from safetensors.torch import save_file
 
     from shoulders.cli import main
 
-    torch.manual_seed(0)
-    weights = tmp_path / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in timm.create_model(TINY).state_dict().items()}, str(weights))
+    weights = tiny_weights
     argv = ["advise", str(image_folder), "--backbone", TINY, "--weights", str(weights), "--image-size", "32",
             "--sample-size", "24", "--device", "cpu", "--budget", "2m", "--budget", "10m"]
     assert main(argv) == 0

@@ -11,10 +11,8 @@ from typing import Any, Iterator
 
 import numpy as np
 import pytest
-import timm
 import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 pytest.importorskip("fastapi", reason="the studio's web libraries are not installed (pip install '.[studio]')")
 pytest.importorskip("multipart", reason="python-multipart is not installed (pip install '.[studio]')")
@@ -36,14 +34,6 @@ def png_bytes(colour: tuple[int, int, int], size: int = 16) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (size, size), colour).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-@pytest.fixture
-def tiny_weights(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in timm.create_model(TINY).state_dict().items()}, str(path))
-    return path
 
 
 @pytest.fixture

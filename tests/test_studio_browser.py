@@ -14,10 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import timm
-import torch
 from PIL import Image
-from safetensors.torch import save_file
 
 from conftest import TINY
 
@@ -75,10 +72,8 @@ def _images(root: Path) -> dict[str, list[str]]:
 
 
 @pytest.fixture
-def studio_url(tmp_path: Path):
-    torch.manual_seed(0)
-    weights = tmp_path / "tiny.safetensors"
-    save_file({k: v.contiguous() for k, v in timm.create_model(TINY).state_dict().items()}, str(weights))
+def studio_url(tmp_path: Path, tiny_weights: Path):
+    weights = tiny_weights
     port = _free_port()
     log = open(tmp_path / "studio.log", "wb")
     server = subprocess.Popen([sys.executable, "-m", "shoulders", "studio", "--port", str(port), "--backbone", TINY,

@@ -22,6 +22,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from shoulders.run_folder import save_json
+
 WARMUP_STEPS = 1  # the first step allocates buffers and picks kernels: not timed
 TIMED_STEPS = 2  # enough on a quiet machine (step-to-step spread ~5 %); the plan adds a margin on top
 CACHE_NAME = "throughput.json"
@@ -214,9 +216,7 @@ class ThroughputCache:
         data = self._read()
         data[self.key(identity, rates.size)] = asdict(rates)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data, indent=1) + "\n")
-        tmp.replace(self.path)
+        save_json(data, self.path)
 
 
 def probe_throughput(model: nn.Module, sizes: Sequence[int], *, identity: dict[str, Any], cache: ThroughputCache | None,
