@@ -8,7 +8,15 @@ Each run is one ``fit`` on the common benchmark splits (``common.dataset``; Fash
     flock /tmp/shoulders-heavy.lock python benchmarks/planner_runs.py --runs fashion-100:2m fashion-100:10m \
         digits:2m photos:2m
 
-Rows accumulate in ``results/planner_runs.json`` (keyed by data set, budget and seed).
+Brute force at equal budget: ``--fixed STRATEGY@SIZE ...`` runs each fixed configuration (strategy and input
+size set by the user) under the same budget, so the planner only fills in the epochs (and partial's depth and
+head) that fit; ``auto`` is the planner's own choice::
+
+    python benchmarks/planner_runs.py --runs fashion-100:2m digits:2m --fixed auto frozen@64 frozen@112 \
+        frozen@160 frozen@224 partial@64 partial@112 partial@160 partial@224 full@64 full@112 full@160 full@224
+    python benchmarks/planner_runs.py --plot benchmarks/results/planner_runs.png   # accuracy against wall time
+
+Rows accumulate in ``results/planner_runs.json`` (keyed by data set, budget, seed and fixed configuration).
 """
 
 from __future__ import annotations
@@ -32,15 +40,16 @@ from benchmarks.planner_calibration import machine_lock  # noqa: E402
 RESULT = common.RESULTS_DIR / "planner_runs.json"
 
 
-def run_one(name: str, budget: str, seed: int, warm: bool) -> dict[str, Any]:
+def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto") -> dict[str, Any]:
     from shoulders import TransferClassifier
 
+    strategy, size = parse_fixed(fixed)
     data = common.dataset(name, seed)
     cache = Path(tempfile.mkdtemp(prefix="shoulders-plan-")) if not warm else None
     if cache:
         os.environ["SHOULDERS_CACHE_DIR"] = str(cache)
     try:
-        clf = TransferClassifier(strategy="auto", budget=budget, seed=seed, progress=False,
+        clf = TransferClassifier(strategy=strategy, image_size=size, budget=budget, seed=seed, progress=False,
                                  batch_size=common.BATCH_SIZE)
         _, seconds = common.timed(lambda: clf.fit(data.splits()))
     finally:
@@ -58,12 +67,58 @@ def run_one(name: str, budget: str, seed: int, warm: bool) -> dict[str, Any]:
             "replans": clf.runtime_.get("replans"), "timing": clf.runtime_.get("timing")}
 
 
+def parse_fixed(spec: str) -> tuple[str, int | None]:
+    """``auto`` → (auto, None); ``full@112`` → (full, 112)."""
+    if spec == "auto":
+        return "auto", None
+    strategy, _, size = spec.partition("@")
+    if strategy not in ("frozen", "partial", "full") or not size.isdigit():
+        raise SystemExit(f"--fixed {spec!r}: use auto or STRATEGY@SIZE with STRATEGY frozen, partial or full")
+    return strategy, int(size)
+
+
+def key(r: dict[str, Any]) -> tuple[Any, ...]:
+    return r["dataset"], r["budget"], r["seed"], r.get("fixed", "auto")
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> None:
+    """Test accuracy against wall time, one panel per data set: auto's budgets and the fixed configurations."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({r["dataset"] for r in rows})
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5), squeeze=False)
+    markers = {"auto": ("*", "crimson"), "frozen": ("o", "tab:blue"), "partial": ("s", "tab:green"),
+               "full": ("^", "tab:orange")}
+    for ax, name in zip(axes[0], names):
+        for r in (r for r in rows if r["dataset"] == name and r.get("test_accuracy") is not None):
+            kind = r.get("fixed", "auto").partition("@")[0]
+            marker, color = markers[kind]
+            ax.scatter(r["seconds"], 100 * r["test_accuracy"], marker=marker, color=color,
+                       s=160 if kind == "auto" else 50, zorder=3 if kind == "auto" else 2)
+            label = f"auto {r['budget']}" if kind == "auto" else f"{r['fixed']} ({r['budget']})"
+            ax.annotate(label, (r["seconds"], 100 * r["test_accuracy"]), fontsize=7, xytext=(4, 2),
+                        textcoords="offset points")
+        ax.set_title(name)
+        ax.set_xlabel("wall time of fit (s), 2 cores")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], marker=m, color=c, linestyle="", label=k) for k, (m, c) in markers.items()]
+    fig.legend(handles=handles, loc="lower center", ncol=4)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
+    fig.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    out = [{**r, "test": common.pct(r["test_accuracy"]), "expected": common.pct(r.get("expected_accuracy")),
+    rows = [r for r in rows if "error" not in r]
+    out = [{**r, "fixed": r.get("fixed", "auto"), "test": common.pct(r["test_accuracy"]), "expected": common.pct(r.get("expected_accuracy")),
             "ratio": f"{r['seconds'] / r['predicted_seconds']:.2f}" if r.get("predicted_seconds") else "—",
             "plan": f"{r['chosen']}, {r['image_size']} px, {r['epochs_run']}/{r['epochs_planned']} epochs"
                     + (f", {len(r['replans'])} re-plan(s)" if r.get("replans") else "")} for r in rows]
-    return common.table(out, [("dataset", "data"), ("budget", "budget"), ("seed", "seed"),
+    return common.table(out, [("dataset", "data"), ("budget", "budget"), ("seed", "seed"), ("fixed", "fixed"),
                               ("plan", "what it chose"), ("predicted_seconds", "predicted s"), ("seconds", "actual s"),
                               ("ratio", "actual / predicted"), ("expected", "expected %"), ("test", "test %"),
                               ("load", "load avg")])
@@ -71,28 +126,41 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--runs", nargs="+", required=True, help="DATASET:BUDGET, e.g. fashion-100:2m")
+    p.add_argument("--runs", nargs="+", default=[], help="DATASET:BUDGET, e.g. fashion-100:2m")
+    p.add_argument("--fixed", nargs="+", default=["auto"],
+                   help="configurations to run at each budget: auto (the planner) or STRATEGY@SIZE, e.g. full@112")
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--warm", action="store_true", help="keep the throughput cache (the second plan's cost)")
     p.add_argument("--lock")
     p.add_argument("--table", action="store_true", help="print the saved rows as a Markdown table; run nothing")
+    p.add_argument("--plot", metavar="PNG", help="also draw accuracy against wall time into PNG; run nothing")
     args = p.parse_args(argv)
-    if args.table:
-        print(table(json.loads(RESULT.read_text())["rows"]))
+    if args.table or args.plot:
+        rows = json.loads(RESULT.read_text())["rows"]
+        print(table(sorted(rows, key=lambda r: (r["dataset"], r["budget"], -(r.get("test_accuracy") or 0)))))
+        if args.plot:
+            plot(rows, Path(args.plot))
         return 0
+    for spec in args.fixed:
+        parse_fixed(spec)
     if os.environ.get("GLIBC_TUNABLES") != common.GLIBC_TUNABLES:
         os.execve(sys.executable, [sys.executable, *sys.argv], common.python_env())
     rows = json.loads(RESULT.read_text())["rows"] if RESULT.is_file() else []
     for spec in args.runs:
         name, budget = spec.split(":")
         for seed in args.seeds:
-            with machine_lock(args.lock):
-                row = {"dataset": name, "budget": budget, "seed": seed, "started": time.strftime("%H:%M:%S"),
-                       "load": os.getloadavg()[0], **run_one(name, budget, seed, args.warm)}
-            rows = [r for r in rows if (r["dataset"], r["budget"], r["seed"]) != (name, budget, seed)] + [row]
-            RESULT.write_text(json.dumps({"benchmark": "planner_runs", "command": " ".join(["python", *sys.argv]),
-                                          "machine": common.machine(), "rows": rows}, indent=1) + "\n")
-            print(json.dumps(row), flush=True)
+            for fixed in args.fixed:
+                row = {"dataset": name, "budget": budget, "seed": seed, "fixed": fixed,
+                       "started": time.strftime("%H:%M:%S"), "load": os.getloadavg()[0]}
+                with machine_lock(args.lock):
+                    try:
+                        row.update(run_one(name, budget, seed, args.warm, fixed))
+                    except Exception as err:  # one failed configuration must not lose the others' rows
+                        row["error"] = f"{type(err).__name__}: {err}"
+                rows = [r for r in rows if key(r) != key(row)] + [row]
+                RESULT.write_text(json.dumps({"benchmark": "planner_runs", "machine": common.machine(),
+                                              "rows": rows}, indent=1) + "\n")
+                print(json.dumps(row), flush=True)
     return 0
 
 

@@ -114,12 +114,18 @@ def _advise_args(p: argparse.ArgumentParser) -> None:
 
 
 def _advise(args: argparse.Namespace) -> int:
-    from .advisor import advise
-
     backbones = [b.strip() for b in args.backbones.split(",") if b.strip()] if args.backbones is not None else None
     if backbones == []:
         raise ValueError("--backbones names no backbone; give comma-separated names, e.g. --backbones "
                          "tf_efficientnet_lite0,resnet50 (see `shoulders zoo`)")
+    from .models import resolve_backbone_name  # torch-free: a typo fails before the data is read
+
+    for flag, name in [("--backbone", args.backbone), *(("--backbones", b) for b in backbones or [])]:
+        try:
+            resolve_backbone_name(name)
+        except ValueError as e:
+            raise ValueError(f"{flag} {name}: {e}") from None
+    from .advisor import advise
     from .data import load_data
 
     splits = load_data(args.data, seed=args.seed)

@@ -145,6 +145,25 @@ def test_a_strategy_typo_on_the_cli_fails_before_torch_is_imported(tmp_path: Pat
     assert seconds < 2.0  # the whole command, a fresh interpreter included (1.2-1.4 s on a contended 2-core box)
 
 
+@pytest.mark.parametrize("argv, expected", [
+    (["train", "--backbone", "resnet5"], "did you mean resnet50?"),
+    (["train", "--augment", "lite"], "did you mean light?"),
+    (["train", "--backbone", "resnet18.no_such_tag"], "unknown pretrained tag"),
+    (["advise", "--backbones", "lite0,resnt50"], "--backbones resnt50"),
+])
+def test_a_name_typo_on_the_cli_fails_before_torch_is_imported(argv: list[str], expected: str, tmp_path: Path,
+                                                               image_folder: Path) -> None:
+    # backbone names come from the snapshot of timm's model list, augmentation names from a torch-free registry
+    command, *flags = argv
+    args = [command, str(image_folder), *(["--out", str(tmp_path / "run")] if command == "train" else []), *flags]
+    code = (f"import sys; from shoulders.cli import main; rc = main({args!r}); "
+            "print(rc, sorted({'torch', 'timm', 'torchvision'} & set(sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(Path.cwd())})
+    assert proc.stdout.split() == ["1", "[]"], proc.stderr
+    assert expected in proc.stderr
+
+
 def test_check_names_accepts_every_registered_name() -> None:
     for name in ("auto", *STRATEGIES):
         check_names(user(strategy=name, augment="light", head_solver="sgd", backbone="lite0"))

@@ -81,6 +81,29 @@ def test_facts_snapshot_matches_installed_timm() -> None:
     assert stored == _facts.snapshot_from_timm(sorted(stored["models"]), sorted(stored["is_model"]))
 
 
+def test_backbone_names_from_the_snapshot_agree_with_timm(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same names pass and the same typos fail whether the snapshot or timm itself answers."""
+    from shoulders.models import _zoo
+
+    names = ("resnet18", "resnet18.a1_in1k", "lite0", "resnet5", "resnet18.no_such_tag", "vit_base_patch16_224")
+
+    def answers() -> list[str]:
+        out = []
+        for name in names:
+            try:
+                out.append(_zoo.resolve_backbone_name(name))
+            except ValueError as e:
+                out.append(str(e).split(";")[0])
+        return out
+
+    if _facts.timm_names() is None:
+        pytest.skip("the snapshot is for another timm version: timm answers in both cases")
+    from_snapshot = answers()
+    monkeypatch.setattr(_zoo, "timm_names", lambda: None)
+    assert answers() == from_snapshot
+    assert from_snapshot[:3] == ["resnet18", "resnet18.a1_in1k", "tf_efficientnet_lite0"]
+
+
 def test_facts_for_an_unlisted_model_come_from_timm() -> None:
     facts = _facts.timm_facts("resnet18")
     assert (facts.input_size, facts.num_features) == (224, 512)

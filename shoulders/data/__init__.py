@@ -19,11 +19,13 @@ __getattr__, __dir__, __all__ = lazy_loader.attach(__name__, submod_attrs={
     "loader": ["ImageDataset", "make_loader"],
     "samples": ["DataSplits", "Samples"],
     "sources": ["ON_BAD_IMAGE", "load_data", "load_labelled"],
-    "transforms": ["AUGMENTATIONS", "create_transforms", "list_augmentations", "resolve_data_config"],
+    "augment": ["AUGMENTATIONS", "list_augmentations"],
+    "transforms": ["create_transforms", "resolve_data_config"],
 })
 
 if TYPE_CHECKING:
     from shoulders.data._readers import samples_from_arrays
+    from shoulders.data.augment import AUGMENTATIONS, list_augmentations
     from shoulders.data.builtin import (FASHION_MNIST_CLASSES, FASHION_MNIST_DIR, PHOTO_NAMES,
                                         fashion_mnist_available, load_digits_arrays, load_fashion_mnist,
                                         load_photos_arrays, write_image_folder)
@@ -32,4 +34,4 @@ if TYPE_CHECKING:
     from shoulders.data.loader import ImageDataset, make_loader
     from shoulders.data.samples import DataSplits, Samples
     from shoulders.data.sources import ON_BAD_IMAGE, load_data, load_labelled
-    from shoulders.data.transforms import AUGMENTATIONS, create_transforms, list_augmentations, resolve_data_config
+    from shoulders.data.transforms import create_transforms, resolve_data_config

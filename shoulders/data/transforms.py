@@ -1,4 +1,4 @@
-"""Preprocessing from the backbone's own pretrained config, and training augmentation presets.
+"""Preprocessing from the backbone's own pretrained config; the training presets live in ``augment``.
 
 Mean, std, interpolation and crop come from timm's ``resolve_data_config`` for the model, never from constants:
 the EfficientNet-Lite weights, for instance, expect mean = std = 0.5, not ImageNet's numbers.
@@ -6,21 +6,12 @@ the EfficientNet-Lite weights, for instance, expect mean = std = 0.5, not ImageN
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import timm.data
 import torch
-from torchvision import transforms as T
 
-from shoulders._registry import Registry
-
-Transform = Callable[[Any], torch.Tensor]
-# A preset builds the training transform from the resolved data config and whether to flip horizontally.
-AugmentationBuilder = Callable[[dict[str, Any], bool, Transform], Transform]
-
-AUGMENTATIONS: Registry[AugmentationBuilder] = Registry(
-    "augmentation", hint="see shoulders.data.list_augmentations()"
-)
+from shoulders.data.augment import AUGMENTATIONS, Transform, list_augmentations, timm_kwargs
 
 
 def resolve_data_config(
@@ -55,51 +46,12 @@ def resolve_data_config(
     }
 
 
-def _timm_kwargs(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The config as keyword arguments for ``timm.data.create_transform`` (tuples, as timm expects)."""
-    return {
-        "input_size": tuple(cfg["input_size"]),
-        "interpolation": cfg["interpolation"],
-        "mean": tuple(cfg["mean"]),
-        "std": tuple(cfg["std"]),
-    }
-
-
 def _eval_transform(cfg: dict[str, Any]) -> Transform:
     # Resize the shorter side to size / crop_pct, center crop, to tensor, normalise once; small images
     # (e.g. 28 px) are upsampled by the same resize.
     return timm.data.create_transform(
-        **_timm_kwargs(cfg), crop_pct=cfg["crop_pct"], crop_mode=cfg["crop_mode"], is_training=False
+        **timm_kwargs(cfg), crop_pct=cfg["crop_pct"], crop_mode=cfg["crop_mode"], is_training=False
     )
-
-
-@AUGMENTATIONS.decorator("none")
-def _none(cfg: dict[str, Any], hflip: bool, eval_transform: Transform) -> Transform:
-    """Training sees exactly what evaluation sees (plus optional flips)."""
-    return T.Compose([T.RandomHorizontalFlip(), eval_transform]) if hflip else eval_transform
-
-
-@AUGMENTATIONS.decorator("light")
-def _light(cfg: dict[str, Any], hflip: bool, eval_transform: Transform) -> Transform:
-    """Mild random crops and colour jitter; no flips unless asked, since they hurt orientation-bearing data."""
-    return timm.data.create_transform(
-        **_timm_kwargs(cfg), is_training=True, scale=(0.7, 1.0), ratio=(3 / 4, 4 / 3),
-        hflip=0.5 if hflip else 0.0, color_jitter=0.1, re_prob=0.0,
-    )
-
-
-@AUGMENTATIONS.decorator("strong")
-def _strong(cfg: dict[str, Any], hflip: bool, eval_transform: Transform) -> Transform:
-    """Wider crops, RandAugment and random erasing: for larger datasets or long fine-tunes."""
-    return timm.data.create_transform(
-        **_timm_kwargs(cfg), is_training=True, scale=(0.35, 1.0), ratio=(3 / 4, 4 / 3),
-        hflip=0.5 if hflip else 0.0, auto_augment="rand-m9-mstd0.5-inc1", re_prob=0.25,
-    )
-
-
-def list_augmentations() -> list[str]:
-    """Names of the augmentation presets accepted by :func:`create_transforms`."""
-    return AUGMENTATIONS.names()
 
 
 def create_transforms(
@@ -118,3 +70,6 @@ def create_transforms(
     builder = AUGMENTATIONS.get(augment)
     eval_transform = _eval_transform(data_config)
     return builder(data_config, hflip, eval_transform), eval_transform
+
+
+__all__ = ["create_transforms", "list_augmentations", "resolve_data_config"]

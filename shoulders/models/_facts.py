@@ -2,7 +2,8 @@
 
 Importing timm (and with it torch and torchvision) takes 3-5 s on a small CPU, longer than everything else
 ``shoulders zoo`` does. The facts the zoo shows — input size, parameter count, feature size, where timm would
-download the weights from, and which names are timm models — are fixed for a given timm release, so they are
+download the weights from, and the names of all of timm's models (so that a typo in a backbone name is caught,
+with the closest names, without importing timm) — are fixed for a given timm release, so they are
 kept in ``_facts.json`` together with the timm version they were read from. They are used only while that same
 timm version is installed; any other version, and any name not in the file, is asked of timm itself.
 ``tests/test_models.py`` checks the file against the installed timm; :func:`write_snapshot` rewrites it.
@@ -59,11 +60,28 @@ def _snapshot() -> dict:
     return data
 
 
+@functools.lru_cache(maxsize=1)
+def timm_names() -> frozenset[str] | None:
+    """Every model name the installed timm accepts (``list_models()`` and its deprecated names), from the
+    snapshot; ``None`` when the snapshot was read from another timm version."""
+    names = _snapshot().get("names")
+    return frozenset(names) if names else None
+
+
+def timm_pretrained_tags(arch: str) -> list[str] | None:
+    """timm's ``list_pretrained(f"{arch}.*")`` from the snapshot; ``None`` when it is for another timm."""
+    tags = _snapshot().get("pretrained")
+    return None if not tags else [t for t in tags if t.split(".", 1)[0] == arch]
+
+
 def is_timm_model(name: str) -> bool:
-    """``timm.is_model(name)``, from the snapshot when it knows the name."""
+    """``timm.is_model(name)``, from the snapshot when it knows the name (or knows every name)."""
     known = _snapshot()["is_model"].get(name)
     if known is not None:
         return bool(known)
+    names = timm_names()
+    if names is not None and "." not in name:  # a pretrained tag (``arch.tag``) is timm's to check
+        return name in names
     import timm
 
     return bool(timm.is_model(name))
@@ -105,11 +123,14 @@ def _facts_from_timm(name: str) -> TimmFacts:
 
 
 def snapshot_from_timm(models: list[str], names: list[str]) -> dict:
-    """What :func:`write_snapshot` stores: the facts of ``models`` and ``timm.is_model`` of every name."""
+    """What :func:`write_snapshot` stores: the facts of ``models``, ``timm.is_model`` of every name in ``names``,
+    and all of timm's model names."""
     import timm
 
     return {"timm": timm_version(), "models": {m: asdict(_facts_from_timm(m)) for m in models},
-            "is_model": {n: bool(timm.is_model(n)) for n in names}}
+            "is_model": {n: bool(timm.is_model(n)) for n in names},
+            "names": sorted({*timm.list_models(), *timm.models.get_deprecated_models()}),
+            "pretrained": sorted(timm.list_pretrained())}
 
 
 def write_snapshot() -> Path:
@@ -118,8 +139,14 @@ def write_snapshot() -> Path:
 
     models = BACKBONES.names()
     names = sorted({*models, *(a for m in models for a in BACKBONES.aliases_of(m))})
-    SNAPSHOT.write_text(json.dumps(snapshot_from_timm(models, names), indent=1, sort_keys=True) + "\n")
+    data = snapshot_from_timm(models, names)
+    lists = ("names", "pretrained")
+    text = json.dumps({k: v for k, v in data.items() if k not in lists}, indent=1, sort_keys=True)
+    # ~1 600 and ~1 800 names, one per line, would make the file ten times longer to read: one line each
+    text = text[:-2] + "".join(f',\n "{k}": {json.dumps(data[k])}' for k in lists) + "\n}"
+    SNAPSHOT.write_text(text + "\n")
     _snapshot.cache_clear()
+    timm_names.cache_clear()
     return SNAPSHOT
 
 

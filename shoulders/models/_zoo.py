@@ -11,7 +11,7 @@ from typing import Any
 
 from shoulders._registry import Registry
 from shoulders.config import DEFAULT_BACKBONE  # noqa: F401 - exported by shoulders.models; defined once, in config
-from shoulders.models._facts import is_timm_model, timm_facts
+from shoulders.models._facts import is_timm_model, timm_facts, timm_names, timm_pretrained_tags
 from shoulders.models._sources import offline_status
 
 
@@ -101,7 +101,16 @@ def resolve_backbone_name(name: str) -> str:
     """
     if name in BACKBONES:
         return BACKBONES.canonical(name)
-    import timm  # only for names outside the curated registry
+    known = timm_names()  # the snapshot of timm's model names: a typo fails without importing timm
+    if known is not None:
+        arch, dot, _ = name.partition(".")
+        if arch not in known:
+            raise ValueError(BACKBONES.unknown_message(name, tuple(sorted(known))))
+        tags = timm_pretrained_tags(arch) if dot else []
+        if not dot or name in tags:
+            return name
+        raise ValueError(f"unknown pretrained tag in {name!r}; timm has: {', '.join(tags) or 'none'}")
+    import timm  # a timm version the snapshot was not read from: ask it
 
     if timm.is_model(name):
         if "." in name and name not in timm.list_pretrained(name):

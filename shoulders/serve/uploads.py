@@ -18,7 +18,7 @@ import io
 import json
 import warnings
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, NamedTuple, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
@@ -72,8 +72,7 @@ class UploadLimits:
                 raise ValueError(f"UploadLimits {name}= must be positive, got {getattr(self, name)!r}")
 
 
-@dataclass(frozen=True)
-class Upload:
+class Upload(NamedTuple):
     """One uploaded file: the name it came with (a multipart filename, or one made up) and its bytes."""
 
     name: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from fastapi import Body, FastAPI, File, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response
@@ -140,6 +140,14 @@ def _data_routes(app: FastAPI, studio: Studio) -> None:
         return FileResponse(path, media_type="image/png")
 
 
+def _by_name(method: Callable[[str], dict[str, Any]]) -> Callable[[str], dict[str, Any]]:
+    """A route handler that passes the path's ``{name}`` to ``method``."""
+    def endpoint(name: str) -> dict[str, Any]:
+        return method(name)
+
+    return endpoint
+
+
 def _run_routes(app: FastAPI, studio: Studio) -> None:
     @app.get("/api/runs")
     def runs() -> dict[str, Any]:
@@ -149,21 +157,10 @@ def _run_routes(app: FastAPI, studio: Studio) -> None:
     def start(request: dict[str, Any] = Body(...)) -> dict[str, Any]:
         return studio.start_training(request)
 
-    @app.get("/api/runs/{name}")
-    def run(name: str) -> dict[str, Any]:
-        return studio.run(name)
-
-    @app.post("/api/runs/{name}/cancel")
-    def cancel(name: str) -> dict[str, Any]:
-        return studio.cancel(name)
-
-    @app.post("/api/runs/{name}/resume")
-    def resume(name: str) -> dict[str, Any]:
-        return studio.resume(name)
-
-    @app.post("/api/runs/{name}/evaluate")
-    def evaluate(name: str) -> dict[str, Any]:
-        return studio.start_evaluation(name)
+    app.get("/api/runs/{name}", name="run")(_by_name(studio.run))
+    for action, method in (("cancel", studio.cancel), ("resume", studio.resume),
+                           ("evaluate", studio.start_evaluation)):
+        app.post(f"/api/runs/{{name}}/{action}", name=action)(_by_name(method))
 
     @app.post("/api/runs/{name}/export")
     def export(name: str, format: str = Body("onnx", embed=True)) -> dict[str, Any]:
