@@ -131,6 +131,7 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
         advisor's (or "chosen by the user") followed by one sentence per setting the user overrode.
     """
     from .advisor.plan import Plan
+    from .explain.tta import tta_decision
     from .train.device import choose_precision
 
     out = user.copy()
@@ -164,10 +165,12 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     t.precision, t.inference_precision = precision.train, precision.inference
     weighting = _class_weight(t.class_weight, train_labels, num_classes)
     t.class_weight = weighting.mode
+    tta = tta_decision(d.hflip)  # the measured rule: on by default only where it paid on the benchmark sets
+    reasons = [*plan.reasons, *(r for r in (weighting.reason,) if r), f"test-time augmentation: {tta.reason}"]
     effective = Plan(strategy=name, epochs=t.epochs, lr=t.lr, augment=d.augment, trainable_blocks=s.trainable_blocks,
                      head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult, class_weight=t.class_weight,
-                     reasons=list(plan.reasons) + [r for r in (weighting.reason,) if r] + notes, image_size=d.image_size,
-                     head_init=s.head_init, recipe=plan.recipe)
+                     reasons=reasons + notes, image_size=d.image_size,
+                     head_init=s.head_init, recipe=plan.recipe, tta=tta.to_dict())
     return out, effective
 
 

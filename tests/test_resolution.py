@@ -72,6 +72,18 @@ class TestResolveConfig:
         assert plan.reasons[-1] == ("strategy='full' set by the user: strategy 'full' (the advisor planned "
                                     "'frozen'); its settings are 'full''s defaults")
 
+    @pytest.mark.parametrize("hflip", [False, True])
+    def test_the_plan_records_the_measured_tta_rule(self, hflip: bool) -> None:
+        from shoulders.explain.tta import tta_decision
+
+        cfg = user()
+        cfg.data.hflip = hflip
+        _, plan = resolve_config(cfg, plan_for_quadrant(4), BACKBONE, CPU)
+        rule = tta_decision(hflip)
+        assert plan.tta == rule.to_dict() and plan.tta["views"] == list(rule.views)
+        assert f"test-time augmentation: {rule.reason}" in plan.reasons
+        assert ("flip" in " ".join(plan.tta["views"])) is hflip
+
     def test_a_fraction_of_blocks_resolves_to_a_count(self) -> None:
         out, _ = resolve_config(user(strategy="partial", trainable_blocks=0.4), None, BACKBONE, CPU)
         assert out.strategy.trainable_blocks == 2

@@ -36,6 +36,7 @@ class Plan:
     image_size: int | None = None  # the planner's input size; None = the backbone's
     head_init: str = "default"  # default | probe (LP-FT)
     recipe: dict[str, Any] | None = None  # the planner's recipe: predicted seconds by part, alternatives
+    tta: dict[str, Any] | None = None  # test-time augmentation by default: on/off, views, reason, measured cost
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -27,7 +27,11 @@ PLATEAU_POINTS = 0.3  # without a budget, the cheapest recipe within this many e
 TIE_POINTS = 0.05  # with a budget, recipes this close in expected accuracy count as equal: the faster one wins
 BUDGET_SHARE = 0.95  # plan to end at 95 % of the budget: the trainer's re-planning absorbs the rest
 SETUP_SECONDS = 3.0  # building the model, transforms and loaders (measured 2-4 s on the 2-core benchmark machine)
-HEAD_SOLVER_SECONDS_PER_IMAGE = 0.006  # L-BFGS head with its C search: 52 s at 10 000 images (scaling benchmark)
+# The torch L-BFGS head with its coarse-to-fine C search (issue 13): 0.2 s + 0.8 ms per training feature row, fitted
+# on benchmarks/results/head_solver-full.json (photos 190 rows 0.18 s, fashion-100 800 rows 1.1 s, digits 1 150 rows
+# 0.8 s, Fashion-MNIST 48 000 rows 34 s; median of 3 seeds where there are 3)
+HEAD_SOLVER_SECONDS = 0.2
+HEAD_SOLVER_SECONDS_PER_IMAGE = 0.0008
 FROZEN_VIEWS = 4  # augmented views cached per training image when the frozen head trains with augmentation
 
 
@@ -96,11 +100,11 @@ def predict(c: Candidate, facts: DataFacts, tp: Throughput, *, spent: float, bat
         views = FROZEN_VIEWS if c.augment != "none" else 1
         images = facts.train_images * views + facts.val_images + facts.test_images
         out["features"] = images * tp.per_image(size, "features") + _warmup(tp, size, 2)
-        out["head"] = HEAD_SOLVER_SECONDS_PER_IMAGE * facts.train_images * views
+        out["head"] = HEAD_SOLVER_SECONDS + HEAD_SOLVER_SECONDS_PER_IMAGE * facts.train_images * views
         return out
     if c.probe_init:
         out["features"] = (facts.train_images + facts.val_images) * tp.per_image(size, "features")
-        out["head"] = HEAD_SOLVER_SECONDS_PER_IMAGE * facts.train_images
+        out["head"] = HEAD_SOLVER_SECONDS + HEAD_SOLVER_SECONDS_PER_IMAGE * facts.train_images
     steps = math.ceil(facts.train_images / batch_size)
     epoch = steps * batch_size * tp.per_image(size, c.task) + facts.val_images * tp.per_image(size, "evaluate")
     out["train"] = c.epochs * epoch + _warmup(tp, size, 3)
