@@ -79,9 +79,11 @@ def test_page_and_static_files_are_served(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and "shoulders <span>studio</span>" in page.text
     assert "http" not in page.text.replace("http-equiv", "")  # offline: nothing from the network
-    js = client.get("/static/studio.js")
-    assert js.status_code == 200 and "https://" not in js.text and "http://" not in js.text.replace(
-        "http://127.0.0.1", "")
+    for script in ("studio.js", "runs.js"):  # both scripts the page loads
+        assert f'<script src="/static/{script}">' in page.text
+        js = client.get(f"/static/{script}")
+        assert js.status_code == 200 and "https://" not in js.text and "http://" not in js.text.replace(
+            "http://127.0.0.1", "")
 
 
 def test_summary_counts_sizes_bad_images_and_duplicates(client: TestClient, image_folder: Path) -> None:
