@@ -129,6 +129,38 @@ def test_probe_uses_the_cache_the_second_time(tmp_path: Path):
     assert calls == [64, 112, 64]  # another setting is another entry
 
 
+def test_a_probe_on_a_busy_cpu_is_used_but_not_cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A measurement during which the process got too little CPU (here: it waits instead of computing, as a
+    descheduled process does) plans this run but is measured again next time; one that had its cores is cached."""
+    import time
+
+    from shoulders.planner import throughput
+
+    def waiting(size: int) -> Rates:
+        time.sleep(0.2)  # wall time passes, this process gets no CPU: other jobs held the cores
+        return Rates(size, {"full": 5.0, "partial-2": 8.0}, 20.0, 10.0)
+
+    def computing(size: int) -> Rates:
+        return Rates(size, {"full": 200.0, "partial-2": 300.0}, 900.0, 700.0)
+
+    identity = {"cpu": "x", "threads": 1, "backbone": "b", "depths": [2]}
+    cache = ThroughputCache(tmp_path)
+    busy = probe_throughput(None, [64], identity=identity, cache=cache, measure=waiting)
+    assert busy.rates[64].train["full"] == 5.0 and busy.source.startswith("measured (contended, not cached: 64 px")
+    assert not cache.path.exists()
+    # a quiet machine: the process had its cores (faked, so that a loaded test machine cannot make it flaky)
+    monkeypatch.setattr(throughput, "cpu_share", lambda measure, size, threads: (measure(size), 0.97))
+    quiet = probe_throughput(None, [64], identity=identity, cache=cache, measure=computing)
+    assert quiet.source == "measured" and cache.get(identity, 64, [2]).train["full"] == 200.0
+    assert "busy CPU" in describe_busy(busy)
+
+
+def describe_busy(tp: Throughput) -> str:
+    from shoulders.planner.search import Candidate, Estimate, describe
+
+    return describe(Estimate(Candidate("full", 64, 1), {"train": 1.0}, 0.9), tp, "this CPU")
+
+
 def test_throughput_interpolates_by_pixels_and_adds_loading():
     tp = Throughput({64: Rates(64, {"full": 100.0}, 400.0, 200.0)}, load_seconds=0.001)
     assert tp.per_image(64, "full") == pytest.approx(0.01 + 0.001)

@@ -220,7 +220,9 @@ def describe(pick: Estimate, tp: Throughput, device_label: str) -> str:
     """``plan: full, 112 px, 24 epochs ≈ 4 min 10 s on this CPU (measured 310 img/s)``."""
     c = pick.candidate
     task = "features" if c.strategy == "frozen" else c.task
-    how = "cached" if tp.source == "cache" else ("given" if tp.source == "given" else "measured")
+    how = {"cache": "cached", "given": "given"}.get(tp.source, "measured")
+    if tp.source.startswith("measured (contended"):
+        how = "measured on a busy CPU"
     return (f"plan: {c.label()} ≈ {format_duration(pick.total)} on {device_label} "
             f"({how} {tp.images_per_second(c.image_size, task):.0f} img/s)")
 

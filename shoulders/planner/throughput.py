@@ -27,6 +27,12 @@ from shoulders.run_folder import save_json
 WARMUP_STEPS = 1  # the first step allocates buffers and picks kernels: not timed
 TIMED_STEPS = 2  # enough on a quiet machine (step-to-step spread ~5 %); the plan adds a margin on top
 CACHE_NAME = "throughput.json"
+# A CPU measurement during which this process got less than this share of its threads' time (other jobs held the
+# cores) is used for the plan at hand but not cached: a contended figure must not make every later plan a slow one
+# (seen here: a probe taken beside a test run planned the frozen strategy for every later digits run, 11 points
+# below the fine-tuned recipe a quiet probe planned).
+CONTENDED_SHARE = 0.7
+JUDGED_AFTER = 0.05  # seconds: a shorter measurement is too short for its CPU share to say anything
 
 
 @dataclass
@@ -219,18 +225,37 @@ class ThroughputCache:
         save_json(data, self.path)
 
 
+def cpu_share(measure: Callable[[int], Rates], size: int, threads: int) -> tuple[Rates, float]:
+    """``measure(size)`` and the share of ``threads`` cores this process used meanwhile (CPU time / wall time;
+    1.0 when the measurement was too short to judge)."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    rates = measure(size)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return rates, (cpu / (wall * max(threads, 1)) if wall >= JUDGED_AFTER else 1.0)
+
+
 def probe_throughput(model: nn.Module, sizes: Sequence[int], *, identity: dict[str, Any], cache: ThroughputCache | None,
                      measure: Callable[[int], Rates], load_seconds: float = 0.0, workers: int = 0) -> Throughput:
-    """Rates at every size in ``sizes``, from the cache where present, else from ``measure(size)`` (then cached)."""
+    """Rates at every size in ``sizes``, from the cache where present, else from ``measure(size)`` — then cached,
+    unless the CPU was contended while it ran (see ``CONTENDED_SHARE``; the Throughput's source says so)."""
     start = time.perf_counter()
     depths = identity.get("depths", [])
-    rates, measured = {}, False
+    rates, measured, contended = {}, False, []
     for size in sorted(set(sizes)):
         found = cache.get(identity, size, depths) if cache else None
         if found is None:
-            found, measured = measure(size), True
-            if cache:
+            measured = True
+            if "cpu" in identity:  # on a GPU the host thread waits on the device: its CPU time says nothing
+                found, share = cpu_share(measure, size, int(identity.get("threads", 1)))
+            else:
+                found, share = measure(size), 1.0
+            if share < CONTENDED_SHARE:
+                contended.append(f"{size} px: {share:.0%} of {identity.get('threads', 1)} threads")
+            elif cache:
                 cache.put(identity, found)
         rates[size] = found
     seconds = round(time.perf_counter() - start, 2) if measured else 0.0
-    return Throughput(rates, load_seconds, workers, identity, seconds, "measured" if measured else "cache")
+    source = "measured" if measured else "cache"
+    if contended:
+        source = "measured (contended, not cached: " + "; ".join(contended) + ")"
+    return Throughput(rates, load_seconds, workers, identity, seconds, source)
