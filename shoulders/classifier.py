@@ -13,7 +13,7 @@ from torch import nn
 
 from .advisor.plan import Plan
 from .planner.budget import parse_budget
-from .planner.timing import REFERENCE_SIZE, deadline, say as _say, timing
+from .planner.timing import REFERENCE_SIZE, deadline, say as _say, stretch, timing
 from .config import DEFAULT_BACKBONE, RunConfig
 from .data import BadImage, BadImageError, DataSplits, ImageDataset, create_transforms
 from .data import load_data, make_loader
@@ -163,7 +163,7 @@ class TransferClassifier:
                     "data_config": data_config}
         result = fit_model(model, strategy, splits, cfg, data_config, run_dir=run_dir, resume=resume,
                            cache_identity=identity if cfg.model.pretrained else None,
-                           deadline=deadline(start, plan.recipe))
+                           deadline=deadline(start, plan.recipe), stretch=stretch(plan.recipe))
         result.runtime["timing"] = timing(start, plan.recipe)
         _say(cfg, result.runtime["timing"]["line"])
         self.weights_, self.plan_ = weights, plan

@@ -11,7 +11,7 @@ from PIL import Image
 from shoulders.data import Samples
 from shoulders.planner import (DataFacts, NativeSize, Rates, Throughput, ThroughputCache, format_duration,
                                measure_throughput, native_size, parse_budget, plan_recipe, predict)
-from shoulders.planner.search import BUDGET_SHARE, Candidate, budget_table
+from shoulders.planner.search import BUDGET_SHARE, Candidate, Constraints, budget_table
 from shoulders.planner.throughput import probe_throughput
 
 from conftest import TINY
@@ -245,6 +245,37 @@ def test_keeper_replans_when_slower_and_still_completes_its_decay():
     assert all(b <= a + 1e-9 for a, b in zip(factors[10:], factors[11:]))  # no jump back up after re-planning
 
 
+def test_keeper_lengthens_when_faster_only_where_allowed_and_ends_on_time():
+    from shoulders.planner.schedule import BudgetKeeper
+
+    def run(max_steps):
+        clock = _FakeClock(0.05)  # twice as fast as the plan (100 steps × 0.1 s = 10 s)
+        keeper = BudgetKeeper(100, 10, deadline=10.0, clock=clock, steps_per_epoch=10, max_steps=max_steps)
+        factors = _run_keeper(keeper, clock, 100, 10, eval_seconds=0.05)
+        return keeper, clock, factors
+
+    fixed, fixed_clock, _ = run(None)  # the user fixed the epochs: the plan's 100 steps, finished early
+    assert fixed.total_steps == 100 and fixed.replans == [] and fixed_clock.now < 6.0
+    longer, clock, factors = run(200)
+    assert longer.replans and longer.replans[0]["direction"] == "longer"
+    assert 150 <= longer.total_steps <= 200 and longer.finished and longer.epochs > 10
+    assert clock.now <= 10.0 and clock.now > 0.85 * 10.0  # the budget used, not exceeded
+    assert factors[-1] < 0.05 * max(factors)  # the decay completes over the longer schedule
+    assert all(b <= a + 1e-9 for a, b in zip(factors[10:], factors[11:]))  # no jump back up
+    capped, _, _ = run(120)
+    assert capped.total_steps == 120  # never past max_steps
+
+
+def test_stretch_only_under_a_budget_whose_epochs_the_planner_chose():
+    from shoulders.planner.timing import MAX_STRETCH, stretch
+
+    assert stretch({"budget_seconds": 120, "epochs_fixed": False}) == MAX_STRETCH
+    assert stretch({"budget_seconds": 120, "epochs_fixed": True}) == 1.0
+    assert stretch({"budget_seconds": None, "epochs_fixed": False}) == 1.0 and stretch(None) == 1.0
+    recipe = plan_recipe(_facts(), _throughput(), budget=300, anchor_error=0.2, fixed=Constraints(epochs=5))
+    assert recipe.epochs_fixed and not plan_recipe(_facts(), _throughput(), budget=300, anchor_error=0.2).epochs_fixed
+
+
 def test_keeper_state_survives_a_checkpoint():
     from shoulders.planner.schedule import BudgetKeeper
 
@@ -320,6 +351,30 @@ def test_trainer_replans_when_slower_than_planned_and_ends_its_schedule(colour_a
     assert runtime["planned_steps"] == 160 and runtime["replans"]
     assert runtime["steps_run"] == runtime["replans"][-1]["new_steps"] < 160  # the re-laid schedule ran to its end
     assert result.metrics["epochs_run"] < 40
+
+
+def test_trainer_lengthens_a_budgeted_schedule_when_faster_than_planned(colour_arrays):
+    import time
+
+    from shoulders import RunConfig
+    from shoulders.data import load_data, resolve_data_config
+    from shoulders.models import create_transfer_model
+    from shoulders.resolution import BackboneFacts, MachineFacts, resolve_config
+    from shoulders.strategies import create_strategy
+    from shoulders.train import fit, init_distributed
+
+    x, y, classes = colour_arrays
+    splits = load_data(x, [classes[i] for i in y], seed=0)
+    user = RunConfig().override({"strategy": "full", "epochs": 5, "batch_size": 8, "image_size": 32,
+                                 "precision": "fp32", "progress": False})
+    model, _ = create_transfer_model(TINY, 3, pretrained=False)
+    cfg, _ = resolve_config(user, None, BackboneFacts.of(model, TINY), MachineFacts.of(init_distributed("cpu")))
+    # 5 epochs × 4 steps were planned; the deadline leaves room for far more, and the schedule may double
+    result = fit(model, create_strategy(cfg.strategy), splits, cfg, resolve_data_config(model, 32, None),
+                 deadline=time.perf_counter() + 120.0, stretch=2.0)
+    runtime = result.runtime
+    assert runtime["planned_steps"] == 20 and runtime["replans"][0]["direction"] == "longer"
+    assert runtime["steps_run"] == 40 and result.metrics["epochs_run"] == 10  # capped at twice the plan
 
 
 def test_lpft_head_at_step_zero_equals_the_linear_probe(monkeypatch):

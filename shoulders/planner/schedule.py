@@ -1,10 +1,14 @@
-"""Keeping the budget during training: warm-up + cosine over the planned steps, re-laid when the machine is slower.
+"""Keeping the budget during training: warm-up + cosine over the planned steps, re-laid when the machine is slower
+(or, where the plan allows it, faster) than the plan predicted.
 
 The plan predicts seconds per step; a loaded machine can be slower. Stopping at the deadline would cut the cosine
 decay short (the last, most useful low-learning-rate steps). Instead, the keeper watches the measured step time
 and, when the remaining steps would end past the deadline, shortens the schedule: from the current learning-rate
 factor, a new cosine decays to zero over the steps that still fit. The run then ends on time *and* with its decay
-complete. :class:`BudgetKeeper` is the ``lr_lambda`` of a ``LambdaLR`` (a callable object, so its state rides in
+complete. When the steps run clearly faster than predicted (a probe that caught the machine busy) and the user did
+not fix the number of epochs, the keeper lengthens the schedule the same way — from the current factor, a new
+cosine over the steps that now fit, at most ``max_steps`` — so that the budget the user gave is used.
+:class:`BudgetKeeper` is the ``lr_lambda`` of a ``LambdaLR`` (a callable object, so its state rides in
 the scheduler's ``state_dict`` and a resumed run continues the same schedule) and wraps the training loader so an
 epoch stops at the new last step.
 """
@@ -19,6 +23,10 @@ import torch
 
 REPLAN_SLACK = 0.03  # re-plan only when the projected end is this much (of the time left) past the deadline
 MIN_MEASURED_STEPS = 3  # steps timed before the first projection (the first steps include kernel selection)
+EXTEND_SLACK = 0.15  # lengthen only when the projected end is this much (of the time left) before the deadline
+EXTEND_AFTER_STEPS = 10  # ... measured over at least this many steps (a longer schedule is a bigger bet)
+EXTEND_UNTIL = 0.6  # ... and while at most this share of the schedule has run (enough of the decay is left)
+EXTEND_MARGIN = 0.95  # a lengthened schedule aims at this share of the time left
 
 
 class BudgetKeeper:
@@ -32,13 +40,16 @@ class BudgetKeeper:
         steps_per_epoch: steps between validation passes (their cost is counted in the projection).
         sync: under a launcher, re-plan only after validation and pass the schedule through ``sync`` (rank 0's
             decision broadcast), so every process stops at the same step; ``None`` = re-plan after any step.
+        max_steps: the most steps a lengthened schedule may have; ``None`` (or ``total_steps``) = never longer
+            than planned (the user fixed the epochs, or there is no budget to fill).
     """
 
     def __init__(self, total_steps: int, warmup_steps: int = 0, *, deadline: float | None = None,
                  clock: Callable[[], float] = time.perf_counter, steps_per_epoch: int | None = None,
-                 sync: Callable[[Any], Any] | None = None) -> None:
+                 sync: Callable[[Any], Any] | None = None, max_steps: int | None = None) -> None:
         self.planned_steps = max(int(total_steps), 1)
         self.total_steps = self.planned_steps
+        self.max_steps = max(int(max_steps or 0), self.planned_steps)
         self.warmup_steps = min(max(int(warmup_steps), 0), self.total_steps - 1)
         self.deadline = deadline
         self.clock = clock
@@ -92,6 +103,11 @@ class BudgetKeeper:
             schedule = self.sync((self.total_steps, self._start_factor, self._start_step))
             self.total_steps, self._start_factor, self._start_step = schedule
 
+    @property
+    def epochs(self) -> int:
+        """Epochs the current schedule needs (more than planned after lengthening)."""
+        return math.ceil(self.total_steps / self.steps_per_epoch)
+
     def _maybe_replan(self, now: float) -> None:
         if self.deadline is None or len(self._step_seconds) < MIN_MEASURED_STEPS or self.finished:
             return
@@ -101,15 +117,37 @@ class BudgetKeeper:
         evals = math.ceil(remaining / self.steps_per_epoch)
         projected = now + remaining * per_step + evals * self._eval_seconds
         left = self.deadline - now
-        if projected - self.deadline <= REPLAN_SLACK * max(left, 0.0):
-            return
-        fit = int(max(left - evals * self._eval_seconds, 0.0) / per_step)
-        new_total = self.done + max(fit, 1)
-        if new_total >= self.total_steps:
-            return
+        if projected - self.deadline > REPLAN_SLACK * max(left, 0.0):
+            fit = int(max(left - evals * self._eval_seconds, 0.0) / per_step)
+            new_total = self.done + max(fit, 1)
+            if new_total < self.total_steps:
+                self._relay(new_total, per_step, "shorter")
+        elif self._may_extend(projected, left):
+            fit = self._steps_that_fit(EXTEND_MARGIN * left, per_step)
+            new_total = min(self.done + fit, self.max_steps)
+            if new_total > self.total_steps * (1 + EXTEND_SLACK / 3):
+                self._relay(new_total, per_step, "longer")
+
+    def _may_extend(self, projected: float, left: float) -> bool:
+        return (self.max_steps > self.total_steps and len(self._step_seconds) >= EXTEND_AFTER_STEPS
+                and self.done >= self.warmup_steps
+                and self.done <= EXTEND_UNTIL * self.total_steps
+                and self.deadline - projected > EXTEND_SLACK * max(left, 0.0))
+
+    def _steps_that_fit(self, seconds: float, per_step: float) -> int:
+        """Steps (and the validation passes between them) that fit in ``seconds``."""
+        steps = int(seconds / per_step)
+        for _ in range(2):  # the validation passes depend on the steps: settle them in two rounds
+            evals = math.ceil(steps / self.steps_per_epoch)
+            steps = int(max(seconds - evals * self._eval_seconds, 0.0) / per_step)
+        return max(steps, 0)
+
+    def _relay(self, new_total: int, per_step: float, direction: str) -> None:
+        """From the current factor, a new cosine to zero over ``new_total`` steps in all."""
         factor = self(self.done)
         self.replans.append({"at_step": self.done, "planned_steps": self.total_steps, "new_steps": new_total,
-                             "seconds_per_step": round(per_step, 4), "lr_factor": round(factor, 4)})
+                             "seconds_per_step": round(per_step, 4), "lr_factor": round(factor, 4),
+                             "direction": direction})
         self._start_factor, self._start_step, self.total_steps = factor, self.done, new_total
 
     # -- checkpoints -----------------------------------------------------------------------------------------------

@@ -89,6 +89,7 @@ class Recipe:
     summary: str
     reasons: list[str] = field(default_factory=list)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
+    epochs_fixed: bool = False  # the user set the epochs: the trainer may shorten the schedule, never lengthen it
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -262,7 +263,7 @@ def plan_recipe(facts: DataFacts, tp: Throughput, *, budget: float | None, ancho
                   warmup_epochs=warmup_epochs(c.epochs), predicted_seconds=round(pick.total, 1),
                   seconds={k: round(v, 1) for k, v in pick.seconds.items()},
                   expected_accuracy=round(pick.accuracy, 4), budget_seconds=budget,
-                  summary=describe(pick, tp, device_label), reasons=reasons,
+                  summary=describe(pick, tp, device_label), reasons=reasons, epochs_fixed=fixed.epochs is not None,
                   alternatives=[{"recipe": e.candidate.label(), "seconds": round(e.total, 1),
                                  "expected_accuracy": round(e.accuracy, 4)} for e in ranked])
 

@@ -45,7 +45,7 @@ def fit_phases(run: RunContext, resume: bool) -> FitResult:
             optimizer.load_state_dict(state.optimizer)
             scheduler.load_state_dict(state.scheduler)
             state.optimizer = state.scheduler = None
-        while state.phase_epoch < phase.epochs and not state.stopped and not (keeper and keeper.finished):
+        while state.phase_epoch < _epochs(phase, keeper) and not state.stopped and not (keeper and keeper.finished):
             _run_epoch(run, phase, optimizer, scheduler, scaler, train_loader, val_loader, state, net=net,
                        keeper=keeper)
             if run.run_dir is not None:
@@ -70,6 +70,11 @@ def _initial_state(run: RunContext, resume: bool) -> TrainingState:
     return TrainingState.resume(run.run_dir / CHECKPOINT_NAME, run.model)
 
 
+def _epochs(phase: Phase, keeper: BudgetKeeper | None) -> int:
+    """The phase's epochs, or more where the budget keeper lengthened its schedule."""
+    return phase.epochs if keeper is None else max(phase.epochs, keeper.epochs)
+
+
 def _optimizer(run: RunContext, phase: Phase, steps_per_epoch: int, *, budgeted: bool = False) -> tuple[Any, Any, Any]:
     """AdamW over the phase's groups and a per-step warm-up + cosine; with a deadline (the last phase of a budgeted
     run), the schedule is a :class:`BudgetKeeper`'s, re-laid over fewer steps when the machine is slower."""
@@ -79,7 +84,8 @@ def _optimizer(run: RunContext, phase: Phase, steps_per_epoch: int, *, budgeted:
     total, warmup = phase.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
     if budgeted and run.deadline is not None:
         sync = broadcast_object if run.dist.distributed else None
-        keeper = BudgetKeeper(total, warmup, deadline=run.deadline, steps_per_epoch=steps_per_epoch, sync=sync)
+        keeper = BudgetKeeper(total, warmup, deadline=run.deadline, steps_per_epoch=steps_per_epoch, sync=sync,
+                              max_steps=round(total * run.stretch))
         scheduler: Any = BudgetScheduler(optimizer, keeper)
     else:
         scheduler = warmup_cosine(optimizer, total, warmup)

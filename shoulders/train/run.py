@@ -60,6 +60,7 @@ class RunContext:
     deadline: float | None = None  # perf_counter() by which training must end (the budget); None = no limit
     class_weight: tuple[float, ...] | None = None  # per-class loss weights (config.train.class_weight), or none
     train_criterion: nn.Module | None = None  # the training loss (weighted by class_weight); None = criterion
+    stretch: float = 1.0  # with a deadline: how much longer than planned the schedule may grow when steps run faster
 
     @property
     def loss(self) -> nn.Module:

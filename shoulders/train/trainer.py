@@ -39,7 +39,8 @@ ROADS.register("features", fit_on_features)
 
 def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: RunConfig, data_config: dict[str, Any],
         *, run_dir: str | Path | None = None, resume: bool = False,
-        cache_identity: dict[str, Any] | None = None, deadline: float | None = None) -> FitResult:
+        cache_identity: dict[str, Any] | None = None, deadline: float | None = None,
+        stretch: float = 1.0) -> FitResult:
     """Trains ``model`` (a ``TransferModel``) in place with ``strategy`` and returns history and metrics.
 
     Args:
@@ -54,6 +55,8 @@ def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: Ru
             on-disk feature cache of the frozen strategy.
         deadline: ``time.perf_counter()`` value by which training must end (the planner's budget): the schedule
             is re-laid over fewer steps when the measured speed falls behind; ``None`` = the planned epochs.
+        stretch: with a deadline, up to this many times the planned steps when the measured speed is ahead
+            (1 = never longer than planned: the user fixed the epochs).
     """
     start = time.perf_counter()
     ctx = init_distributed(config.train.device)
@@ -71,7 +74,8 @@ def fit(model: TransferModel, strategy: Strategy, splits: DataSplits, config: Ru
     run = RunContext(model, strategy, splits, config, device, precision, train_tf, eval_tf,
                      nn.CrossEntropyLoss(label_smoothing=config.train.label_smoothing),
                      Path(run_dir) if run_dir is not None else None, ctx, cache_identity, deadline, weights,
-                     nn.CrossEntropyLoss(weight=loss_weight, label_smoothing=config.train.label_smoothing))
+                     nn.CrossEntropyLoss(weight=loss_weight, label_smoothing=config.train.label_smoothing),
+                     stretch=stretch)
     result = ROADS.get(strategy.road)(run, resume)
     # what ran it (the settings themselves are the resolved config's, recorded once there)
     result.runtime.update({"device": str(device), "threads": torch.get_num_threads(),
