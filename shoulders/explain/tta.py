@@ -116,14 +116,14 @@ class TTADecision:
 
 
 # Test-accuracy change in points over plain prediction, per view set and benchmark data set, and the inference
-# time it costs (× plain), from ``python -m benchmarks --profile quick tta`` (benchmarks/README.md, "Test-time
-# augmentation"; one seed, the plan's own model per data set, 64 px; measured 2026-12-01 on an otherwise idle
-# machine, results/tta-quick.json).
+# time it costs (× plain, the median over the sets), from ``python -m benchmarks --profile quick tta``
+# (benchmarks/README.md, "Test-time augmentation"; one seed, the plan's own model per data set at 64 px — full
+# fine-tuning on digits and Fashion-MNIST, the frozen head on the photos; 2026-12-01 11:17 UTC, results/tta-quick.json).
 MEASURED: dict[str, dict[str, float]] = {
-    "scale/crop": {"digits": 0.56, "fashion-100": -0.46, "photos": 0.0},
-    "scale/crop + flips": {"digits": 0.83, "fashion-100": -0.15, "photos": 0.0},
+    "scale/crop": {"digits": -0.56, "fashion-100": -0.77, "photos": 0.0},
+    "scale/crop + flips": {"digits": -0.28, "fashion-100": -0.94, "photos": 0.0},
 }
-MEASURED_COST: dict[str, float] = {"scale/crop": 3.1, "scale/crop + flips": 4.4}  # median over the three sets
+MEASURED_COST: dict[str, float] = {"scale/crop": 3.3, "scale/crop + flips": 5.1}
 FLIP_FREE_SETS = ("digits",)  # where flips are wrong (a mirrored digit is another symbol): not evidence for flips
 MIN_GAIN = 0.5  # points: a default that multiplies inference time must buy at least this on every measured set
 
