@@ -95,8 +95,13 @@ SCHEDULE_HALF = Rule(25.0, "optimizer steps where the schedule's excess error eq
 SCHEDULE_POWER = Rule(1.0, "how fast the excess error falls with steps", "fixed at 1 (two points per set)")
 
 # LP-FT (Kumar et al. 2022): the new head starts from the linear probe; error × this where fine-tuning follows.
+# Measured (benchmarks/lpft.py, Fashion-MNIST 100/class, full 10 epochs at 64 px, 1 seed): in distribution 84.25 vs
+# 84.65 % without; under shifts never seen in training blur 77.4 vs 78.9, low resolution 71.4 vs 72.0, low contrast
+# 83.0 vs 81.8 — no consistent gain. Neutral (1.0): since the probe costs its features and fit, the search then
+# never picks it; --head-init probe still turns it on.
 PROBE_INIT_FACTOR = Rule(1.0, "error with the head initialised from the linear probe / without",
-                         "not yet measured on these sets: neutral until it is")
+                         "results/lpft.json: Fashion-MNIST 100/class, 1 seed: -0.4 in distribution, -1.5 / -0.6 / "
+                         "+1.2 under three shifts")
 
 
 def schedule_factor(steps: float, reference_steps: float) -> float:
