@@ -37,8 +37,8 @@ GRAD_TOL = 1e-5  # stop when every gradient entry of the (per-image) objective i
 # features equal to ~1e-7, e.g. gathered from several processes) sits at the optimum, not anywhere within 1e-5 of it.
 POLISH_TOL = 1e-6
 # The refit on every image after a subsample search is a new problem (another N): it is solved to this tolerance.
-# On Fashion-MNIST's 60 000 features (1 000 validation images) a 5 000-image search + refit at 3e-4 took 11.9 s
-# against 32.7 s for a 10 000-image search + refit at 1e-6, with the same accuracy (val 88.2 / 88.2 %, test 87.30 /
+# On Fashion-MNIST's 60 000 features (1 000 validation images) a 5 000-image search + refit at 3e-4 took 10.8 s
+# against 38.6 s for a 10 000-image search + refit at 1e-6, with the same accuracy (val 88.2 / 88.2 %, test 87.30 /
 # 87.33 %): `python benchmarks/head_refit.py`, benchmarks/README.md "Where people wait".
 REFIT_TOL = 3e-4
 # Below this many feature values (images x dimensions) the solver runs on one CPU thread: each matrix product is
