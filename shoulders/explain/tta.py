@@ -144,5 +144,6 @@ def tta_decision(hflip: bool) -> TTADecision:
         return TTADecision(True, views, f"{name} views measured {summary} points at {cost:g}x the inference "
                                         f"time (at least {MIN_GAIN} everywhere): on by default", cost)
     return TTADecision(False, views, f"{name} views measured {summary} points at {cost:g}x the inference "
-                                             f"time, not the {MIN_GAIN} points everywhere that would pay for it: "
-                                             "off by default (tta=True / --tta turns it on)", cost)
+                                     f"time, not the {MIN_GAIN} points everywhere that would pay for it: off by "
+                                     "default (tta=True, or `shoulders predict --tta` / `shoulders evaluate --tta`, "
+                                     "turns it on)", cost)
