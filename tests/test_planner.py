@@ -330,33 +330,8 @@ def _tiny_fit(**kwargs):
     return clf.fit(x, [classes[i] for i in y], out_dir=out_dir)
 
 
-def test_trainer_replans_when_slower_than_planned_and_ends_its_schedule(colour_arrays):
-    import time
-
-    from shoulders import RunConfig
-    from shoulders.data import load_data
-    from shoulders.models import create_transfer_model
-    from shoulders.resolution import BackboneFacts, MachineFacts, resolve_config
-    from shoulders.strategies import create_strategy
-    from shoulders.train import fit, init_distributed
-    from shoulders.data import resolve_data_config
-
-    x, y, classes = colour_arrays
-    splits = load_data(x, [classes[i] for i in y], seed=0)
-    user = RunConfig().override({"strategy": "full", "epochs": 40, "batch_size": 8, "image_size": 32,
-                                 "precision": "fp32", "progress": False})
-    model, _ = create_transfer_model(TINY, 3, pretrained=False)
-    cfg, _ = resolve_config(user, None, BackboneFacts.of(model, TINY), MachineFacts.of(init_distributed("cpu")))
-    data_config = resolve_data_config(model, 32, None)
-    # 40 epochs × 4 steps were planned; the deadline allows a fraction of that on any machine
-    result = fit(model, create_strategy(cfg.strategy), splits, cfg, data_config, deadline=time.perf_counter() + 0.3)
-    runtime = result.runtime
-    assert runtime["planned_steps"] == 160 and runtime["replans"]
-    assert runtime["steps_run"] == runtime["replans"][-1]["new_steps"] < 160  # the re-laid schedule ran to its end
-    assert result.metrics["epochs_run"] < 40
-
-
-def test_trainer_lengthens_a_budgeted_schedule_when_faster_than_planned(colour_arrays):
+def _budgeted_fit(colour_arrays, epochs: int, seconds: float, stretch: float = 1.0):
+    """The trainer on the tiny model, full strategy, ``epochs`` planned, a deadline ``seconds`` from now."""
     import time
 
     from shoulders import RunConfig
@@ -368,13 +343,26 @@ def test_trainer_lengthens_a_budgeted_schedule_when_faster_than_planned(colour_a
 
     x, y, classes = colour_arrays
     splits = load_data(x, [classes[i] for i in y], seed=0)
-    user = RunConfig().override({"strategy": "full", "epochs": 5, "batch_size": 8, "image_size": 32,
+    user = RunConfig().override({"strategy": "full", "epochs": epochs, "batch_size": 8, "image_size": 32,
                                  "precision": "fp32", "progress": False})
     model, _ = create_transfer_model(TINY, 3, pretrained=False)
     cfg, _ = resolve_config(user, None, BackboneFacts.of(model, TINY), MachineFacts.of(init_distributed("cpu")))
+    return fit(model, create_strategy(cfg.strategy), splits, cfg, resolve_data_config(model, 32, None),
+               deadline=time.perf_counter() + seconds, stretch=stretch)
+
+
+def test_trainer_replans_when_slower_than_planned_and_ends_its_schedule(colour_arrays):
+    # 40 epochs × 4 steps were planned; the deadline allows a fraction of that on any machine
+    result = _budgeted_fit(colour_arrays, 40, 0.3)
+    runtime = result.runtime
+    assert runtime["planned_steps"] == 160 and runtime["replans"]
+    assert runtime["steps_run"] == runtime["replans"][-1]["new_steps"] < 160  # the re-laid schedule ran to its end
+    assert result.metrics["epochs_run"] < 40
+
+
+def test_trainer_lengthens_a_budgeted_schedule_when_faster_than_planned(colour_arrays):
     # 5 epochs × 4 steps were planned; the deadline leaves room for far more, and the schedule may double
-    result = fit(model, create_strategy(cfg.strategy), splits, cfg, resolve_data_config(model, 32, None),
-                 deadline=time.perf_counter() + 120.0, stretch=2.0)
+    result = _budgeted_fit(colour_arrays, 5, 120.0, stretch=2.0)
     runtime = result.runtime
     assert runtime["planned_steps"] == 20 and runtime["replans"][0]["direction"] == "longer"
     assert runtime["steps_run"] == 40 and result.metrics["epochs_run"] == 10  # capped at twice the plan
