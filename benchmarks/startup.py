@@ -10,6 +10,9 @@ every row is a before/after pair measured minutes apart on the same machine.
 - Fits: ``_startup_worker.py fit`` — in-process seconds of ``TransferClassifier(strategy="frozen").fit`` on
   Fashion-MNIST arrays (a tenth per class; validation = 1000 official test images, or a fifth of N below
   10 000), the head search's share of it, peak RSS; the cached pair runs twice on one fresh cache directory.
+- An exported run: ``shoulders predict RUN one.jpg`` and ``RUN FOLDER`` (128 files) on a run folder that
+  ``shoulders export`` wrote ``model.onnx`` into, this tree's torch road (``--runtime torch``) against its ONNX
+  road, alternating, and how far the two roads' probabilities differ.
 - Prediction: ``_startup_worker.py predict`` — ``predict_top_k`` over image files against a bare timm loop
   (decode, timm transform, batches of 64, fp32, inference mode) with the same model, alternating rounds.
 """
@@ -31,6 +34,7 @@ from . import common
 
 BEFORE = "d6d4a27"  # the commit on which issue 13's table was measured
 WORKER = Path(__file__).with_name("_startup_worker.py")
+MANY_FILES = 128  # the exported run's many-file row: the CLI on a folder, ONNX road against torch road
 PROFILES: dict[str, dict[str, Any]] = {
     "quick": {"repeats": 3, "big": 10000, "before_big": True, "predict_files": 128, "rounds": 3},
     # the before tree's 60k fit takes ~7 min (benchmarks/README.md, scaling: 407 s); --before-big runs it too
@@ -46,6 +50,7 @@ def run(profile: str, before: str = BEFORE) -> dict[str, Any]:
         one = work / "one.jpg"
         _photo_files(work / "photos", 1)[0].rename(one)
         rows = _cli_rows(trees, spec["repeats"], one)
+        rows += _exported_run_rows(one, work, spec["repeats"])
         rows += _fit_rows(trees, spec, work)
         rows += _predict_rows(trees, spec, work)
     finally:
@@ -97,6 +102,62 @@ def _cli_rows(trees: dict[str, Path], repeats: int, one: Path) -> list[dict[str,
         print(f"  {label:<44} before {row['before']:6.2f} s  after {row['after']:6.2f} s", flush=True)
         rows.append(row)
     return rows
+
+
+def _exported_run_rows(one: Path, work: Path, repeats: int) -> list[dict[str, Any]]:
+    """``shoulders predict RUN ...`` on a run folder exported to ONNX (a frozen lite0 head on 60 photo crops, this
+    tree only: the before tree cannot read today's run folders), the torch road (``--runtime torch``, "before")
+    against the ONNX road (the default once exported, "after"): one image, and a folder of ``MANY_FILES``."""
+    from PIL import Image
+
+    from shoulders.data import load_photos_arrays
+
+    x, y, classes = load_photos_arrays(per_class=10, seed=0, size=64)
+    for i, (image, label) in enumerate(zip(x, y)):
+        (work / "labelled" / classes[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.ascontiguousarray(image)).save(work / "labelled" / classes[label] / f"{i:03d}.png")
+    run_dir, env = work / "run", _env(common.ROOT, False)
+    for argv in (["train", str(work / "labelled"), "--out", str(run_dir), "--strategy", "frozen", "--quiet"],
+                 ["export", str(run_dir)]):
+        subprocess.run([common.PYTHON, "-m", "shoulders", *argv], cwd=common.ROOT, env=env, check=True,
+                       capture_output=True)
+    many = work / "many"
+    _photo_files(many, MANY_FILES)
+    rows = []
+    for label, target, rounds in (("one.jpg", one, repeats), (f"{MANY_FILES} files", many, 3)):
+        times: dict[str, list[float]] = {"torch": [], "onnx": []}
+        for r in range(rounds):
+            for road in (("torch", "onnx") if r % 2 == 0 else ("onnx", "torch")):
+                times[road].append(_wall([common.PYTHON, "-m", "shoulders", "predict", str(run_dir), str(target),
+                                          "--runtime", road], _env(common.ROOT, True), common.ROOT))
+        medians = {k: statistics.median(v) for k, v in times.items()}
+        print(f"  {'shoulders predict RUN ' + label:<44} torch {medians['torch']:6.2f} s  onnx "
+              f"{medians['onnx']:6.2f} s", flush=True)
+        rows.append({"row": f"shoulders predict RUN {label}, exported run (before: --runtime torch, after: the ONNX "
+                            "road)", "unit": "s wall", "before": medians["torch"], "after": medians["onnx"],
+                     "runs": times})
+    rows[-1]["agreement"] = _roads_agree(run_dir, many)
+    print(f"  the two roads on {MANY_FILES} files: {rows[-1]['agreement']}", flush=True)
+    return rows
+
+
+def _roads_agree(run_dir: Path, files: Path) -> dict[str, float]:
+    """Top-1 agreement and the largest |probability difference| between the two roads' ``--json`` rows (the torch
+    road in its own precision: bf16 for a frozen run on a CPU with native bf16)."""
+    import json
+
+    rows = {}
+    for road in ("onnx", "torch"):
+        done = subprocess.run([common.PYTHON, "-m", "shoulders", "predict", str(run_dir), str(files), "--json",
+                               "--top-k", "1000", "--runtime", road], cwd=common.ROOT, env=_env(common.ROOT, True),
+                              capture_output=True, text=True, check=True)
+        rows[road] = json.loads(done.stdout)
+    diffs, same = [], []
+    for a, b in zip(rows["onnx"], rows["torch"]):
+        other = {t["label"]: t["probability"] for t in b["top_k"]}
+        diffs += [abs(t["probability"] - other[t["label"]]) for t in a["top_k"]]
+        same.append(a["label"] == b["label"])
+    return {"top1_agreement": float(np.mean(same)), "max_abs_diff": float(max(diffs))}
 
 
 def _worker(tree: Path, *args: str) -> dict[str, Any]:

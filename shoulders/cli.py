@@ -167,13 +167,27 @@ def _predict_args(p: argparse.ArgumentParser) -> None:
                         "default: the run's rule")
     p.add_argument("--explain", metavar="DIR", help="write each image with the heatmap of its top class to DIR")
     p.add_argument("--cam-method", default="gradcam", help="heatmap method for --explain (default %(default)s)")
+    p.add_argument("--runtime", choices=["auto", "torch", "onnx"], default="auto",
+                   help="onnx: the run folder's model.onnx (from `shoulders export RUN_DIR`) through onnxruntime, "
+                        "without importing torch — starts in well under a second; auto (default): onnx where the "
+                        "export is up to date and nothing needs torch (--tta, --explain, a GPU), else torch")
 
 
 def _predict(args: argparse.Namespace) -> int:
+    from .export.runtime import choose_road, predict_top_k
+
+    inputs = list(args.inputs)
+    onnx, why_not = choose_road(inputs[0], args.runtime, tta=args.tta, explain=bool(args.explain), device=args.device)
+    if onnx is not None:
+        if len(inputs) < 2:
+            raise ValueError("no images given: shoulders predict [RUN_DIR] IMAGE [IMAGE ...]")
+        rows, k = predict_top_k(onnx, inputs[1:], args.top_k or 3), args.top_k or 3
+        return _print_rows(args, rows, min(k, len(onnx.classes)))
+    if why_not:
+        print(f"shoulders: predicting with torch — {why_not}", file=sys.stderr)
     from .classifier import TransferClassifier
     from .run_folder import is_run_folder
 
-    inputs = list(args.inputs)
     if is_run_folder(inputs[0]):
         clf, k = TransferClassifier.load(inputs.pop(0), device=args.device), args.top_k or 3
     else:
@@ -189,6 +203,10 @@ def _predict(args: argparse.Namespace) -> int:
         for row, path in zip(readable, write_heatmaps(clf, [r["path"] for r in readable], args.explain,
                                                       method=args.cam_method)):
             row["heatmap"] = str(path)
+    return _print_rows(args, rows, k)
+
+
+def _print_rows(args: argparse.Namespace, rows: list[dict[str, Any]], k: int) -> int:
     fmt = "json" if args.json else args.format
     if fmt == "json":
         print(json.dumps(rows, indent=2))

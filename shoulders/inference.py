@@ -14,6 +14,7 @@ from torch import nn
 
 from .data import Samples, collect_paths, samples_from_arrays
 from .explain.tta import TTAModel, View, merge_views
+from .export.runtime import top_k_rows  # noqa: F401  (the rows' one definition, torch-free for the ONNX road)
 from .train import Precision, predict_logits
 
 ImagesInput = str | Path | Sequence[str | Path] | np.ndarray | Samples
@@ -42,16 +43,6 @@ class Inference:
         if views is not None:
             return merge_views(logits)
         return torch.softmax(torch.from_numpy(logits), dim=1).numpy()
-
-
-def top_k_rows(proba: np.ndarray, classes: Sequence[str], names: Sequence[str], k: int) -> list[dict[str, Any]]:
-    """The rows of ``predict --json``: per image its ``path`` (``names[i]``), top ``label`` and ``top_k``."""
-    k = min(k, proba.shape[1])
-    rows = []
-    for i, top in enumerate(np.argsort(-proba, axis=1)[:, :k]):
-        tops = [{"label": classes[j], "probability": float(proba[i, j])} for j in top]
-        rows.append({"path": names[i], "label": tops[0]["label"], "top_k": tops})
-    return rows
 
 
 def as_samples(X: ImagesInput) -> Samples:

@@ -18,7 +18,9 @@ from .explain import overlay, resolve_views
 from .data import BadImageError, ImageDataset, Samples, create_transforms, load_labelled, make_loader
 from .data.images import safe_dirname
 from .export import ExportResult, export_model
+from .export.runtime import file_sha256
 from .report import render_report, write_evaluation
+from .run_folder import MODEL_NAME
 
 CALIBRATION_IMAGES = 512  # validation images used to measure the accuracy change of int8 quantisation
 
@@ -110,7 +112,8 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
     return export_model(clf.model_.float().eval(), out, format=format, input_size=tuple(cfg["input_size"]),
                         mean=tuple(cfg["mean"]), std=tuple(cfg["std"]), classes=clf.classes_,
                         interpolation=cfg["interpolation"], crop_pct=cfg["crop_pct"], tolerance=tolerance,
-                        quantize=quantize, calibration=inputs, calibration_labels=labels)
+                        quantize=quantize, calibration=inputs, calibration_labels=labels,
+                        source={"run_weights_sha256": file_sha256(Path(run_dir) / MODEL_NAME)})
 
 
 def validation_samples(clf: TransferClassifier, limit: int | None = None) -> Samples | None:

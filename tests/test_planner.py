@@ -443,10 +443,52 @@ def test_cli_rejects_a_bad_budget(capsys: pytest.CaptureFixture[str]):
 def test_chosen_depth_follows_the_data_and_the_budget():
     tp = _throughput()
     small_different = plan_recipe(_facts(quadrant=3), tp, budget=60, anchor_error=0.2)
-    large_tight = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=60, anchor_error=0.2)
+    large_tiny = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=60, anchor_error=0.2)
+    large_tight = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=120, anchor_error=0.2)
     large_roomy = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=300, anchor_error=0.2)
     # small, different data: the top 4 blocks at auto's rate beat all of them at equal time (gains.py's evidence)
     assert (small_different.strategy, small_different.trainable_blocks) == ("partial", 4)
     assert any("beats full" in r for r in small_different.reasons)
+    assert large_tiny.strategy == "frozen"  # 16 000 images in a minute: not even one epoch of fine-tuning pays
     assert (large_tight.strategy, large_tight.trainable_blocks) == ("partial", 4)  # its cheaper steps fit the budget
     assert large_roomy.strategy == "full"
+
+
+def test_the_anchor_follows_the_training_set_size_it_was_fitted_on() -> None:
+    """frozen / probe error falls with the images the head is fitted on, as measured (0.70 at 800, 0.66 at 1 150,
+    0.51 at 48 000 — gains.PROBE_TO_FROZEN's evidence), and never exceeds the probe's own error."""
+    from shoulders.planner import gains
+
+    measured = {800: 0.70, 1150: 0.66, 48000: 0.51}
+    for n, ratio in measured.items():
+        assert abs(gains.probe_to_frozen(n) - ratio) < 0.03, n
+    sizes = [1, 10, 100, 1000, 10_000, 100_000]
+    ratios = [gains.probe_to_frozen(n) for n in sizes]
+    assert all(a >= b for a, b in zip(ratios, ratios[1:])) and max(ratios) <= 1.0
+
+
+def test_a_large_data_set_plans_the_epochs_its_budget_allows():
+    """48 000 training images (Fashion-MNIST 6000/class) and an hour: more steps keep paying on large data
+    (gains.schedule_half grows with N), so the plan fills the budget instead of stopping at a few epochs —
+    with the former constant the search saw no gain past 3 epochs and left half of it unused."""
+    from shoulders.planner import gains
+
+    facts, tp = _facts(per_class=6000, quadrant=1), _throughput(0.5)
+    recipe = plan_recipe(facts, tp, budget=3600, anchor_error=0.1)
+    assert recipe.strategy == "full" and recipe.predicted_seconds >= 0.8 * 3600 * BUDGET_SHARE
+    assert gains.schedule_half(800) == gains.SCHEDULE_HALF.value  # small sets keep the calibrated constant
+    assert 700 < gains.schedule_half(48_000) < 820  # the 60-minute run's half-way steps (≈ 760)
+
+
+def test_the_timing_line_says_when_the_keeper_replanned():
+    """The prediction is the plan's, made before training; when the keeper re-planned, the line says so."""
+    import time
+
+    from shoulders.planner.timing import timing
+
+    recipe = {"predicted_seconds": 100.0, "budget_seconds": 120.0, "seconds": {"train": 90.0}}
+    plain = timing(time.perf_counter() - 50, recipe)
+    assert plain["line"].startswith("took 50 s (predicted 1 min 40 s, budget 2 min)") and "keeper" not in plain["line"]
+    longer = timing(time.perf_counter() - 110, recipe, [{"planned_steps": 200, "new_steps": 400},
+                                                        {"planned_steps": 400, "new_steps": 380}])
+    assert "re-planned 200 steps to 380 as the steps ran faster" in longer["line"] and longer["ratio"] > 1

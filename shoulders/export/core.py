@@ -245,6 +245,7 @@ def export_model(
     quantize: bool = False,
     calibration: torch.Tensor | None = None,
     calibration_labels: torch.Tensor | None = None,
+    source: dict[str, Any] | None = None,
 ) -> ExportResult:
     """Exports ``ProbabilityModel(model)``, checks the file against PyTorch and writes its input spec.
 
@@ -262,6 +263,8 @@ def export_model(
         quantize: also write a dynamically quantised int8 file (formats with a quantiser only: onnx).
         calibration: normalised images (N, C, H, W) on which the int8 difference is measured.
         calibration_labels: their class indices; with them, the int8 accuracy change is reported.
+        source: what the file was exported from, written into the spec as is (a run folder's weights digest,
+            ``run_weights_sha256``, tells ``shoulders predict`` that the export is up to date).
 
     Returns:
         An :class:`ExportResult`; the spec is written to ``<stem>.json`` (and ``<stem>.int8.json``).
@@ -286,7 +289,7 @@ def export_model(
         raise ExportParityError(path, diff, tolerance)
     result = ExportResult(path, name, diff, tolerance, path.with_suffix(".json"), quantize, None)
     extra = {"quantized": _quantize(result, spec, classes, calibration, calibration_labels)} if quantize else {}
-    _write_spec(path, name, spec, classes, diff, extra)
+    _write_spec(path, name, spec, classes, diff, {**(source or {}), **extra})
     return result
 
 

@@ -30,11 +30,24 @@ class Rule:
     evidence: str
 
 
-# The advisor's 3-fold linear probe on ≤ 300 images underestimates the frozen head fitted on all the data:
-# its error was 1.3× (Fashion-MNIST 100/class), 2.4× (digits), 4× (photos) and 2× (Fashion-MNIST 6000/class)
-# the frozen strategy's test error at 64 px; the geometric mean 2.2× → anchor = probe error × 0.45.
-PROBE_TO_FROZEN = Rule(0.45, "frozen error at 64 px / the advisor's probe error",
-                       "benchmarks/README.md 'Accuracy' (frozen, 3 seeds) vs 'Advisor calibration' (probe)")
+# The advisor's 3-fold linear probe on ≤ 300 images underestimates the frozen head fitted on all N training images,
+# the more so the larger N: frozen / probe error = PROBE_TO_FROZEN × N^-PROBE_TO_FROZEN_POWER (at most 1). Fitted
+# (least squares on log ratio) to three sets: Fashion-MNIST 100/class (N = 800) 0.70 and digits (N = 1 150) 0.66 —
+# the geometric means over the 8 frozen runs at 64-224 px of `benchmarks/planner_runs.py` (planner_runs.json,
+# frozen@SIZE, 2 min) — and Fashion-MNIST 6000/class (N = 48 000) 0.51 ('Advisor calibration' probe 74.7 % vs the
+# accuracy benchmark's frozen 87.2 %). The photos (N = 192: 0.25, errors of 0-2 images) sit at a ceiling and are
+# left out. The former constant, 0.45, came from the accuracy benchmark's frozen runs at another size and set the
+# expected accuracy 5-7 points too high on Fashion-MNIST.
+PROBE_TO_FROZEN = Rule(1.21, "frozen error / the advisor's probe error at 1 training image (then × N^-0.082)",
+                       "planner_runs.json frozen@64-224 (Fashion-MNIST 100/class, digits) and 'Advisor "
+                       "calibration' vs 'Accuracy' (Fashion-MNIST 6000/class); benchmarks/README.md")
+PROBE_TO_FROZEN_POWER = 0.082
+
+
+def probe_to_frozen(train_images: int) -> float:
+    """Frozen head's error / the advisor's probe error for a head fitted on ``train_images`` images."""
+    return min(1.0, PROBE_TO_FROZEN.value * max(int(train_images), 1) ** -PROBE_TO_FROZEN_POWER)
+
 
 # Error of fine-tuning (10 epochs, 64 px, light augmentation, the quadrant's backbone rate: auto's recipe) relative
 # to the frozen head at 64 px, per quadrant; accuracy-full.json (3 seeds unless said).
@@ -86,12 +99,21 @@ UPSAMPLE_LIMIT = Rule(4.0, "input sizes past this multiple of the native size ga
                       "measured gains reach 4x native (Fashion-MNIST 28 → 112 px); past it not measured here. BiT's "
                       "HyperRule resizes images under 96 px to 160 (1.7-5x): an assumption, not a calibration")
 
-# Schedule: error(steps) ∝ 1 + (SCHEDULE_HALF / steps) ^ SCHEDULE_POWER (steps of batch 64), normalised to 1 at
-# 10 epochs. Evidence (power fixed at 1, two points per set): Fashion-MNIST 100/class 64 px, 3 epochs (39 steps)
-# 79.5 % (planner_calibration.json, 2 000 test images) vs 10 epochs (130 steps) 84.2 % (accuracy-full.json auto,
-# 3 seeds) → half = 19 steps; photos 64 px, 9 steps 97.9 % vs 30 steps 99.2 % → 32 steps; geometric mean 25.
-SCHEDULE_HALF = Rule(25.0, "optimizer steps where the schedule's excess error equals its plateau error",
+# Schedule: error(steps) ∝ 1 + (half / steps) ^ SCHEDULE_POWER (steps of batch 64), normalised to 1 at 10 epochs,
+# where half = SCHEDULE_HALF × max(1, N / 1000) ^ SCHEDULE_HALF_POWER for N training images: the larger the data
+# set, the more steps before more of them stop paying (BiT's HyperRule, Kolesnikov et al. 2020, likewise grows its
+# schedule with the data set: 500 steps under 20 000 images, 10 000 up to 500 000). Evidence (power fixed at 1):
+# small sets, two points each — Fashion-MNIST 100/class 64 px, 3 epochs (39 steps) 79.5 % (planner_calibration.json,
+# 2 000 test images) vs 10 epochs (130 steps) 84.2 % (accuracy-full.json auto, 3 seeds) → half = 19 steps; photos
+# 64 px, 9 steps 97.9 % vs 30 steps 99.2 % → 32 steps; geometric mean 25. Large: Fashion-MNIST 6000/class (N =
+# 48 000), full, 3 epochs at 64 px 93.43 % (accuracy-full.json auto) vs 6 epochs at 112 px 94.54 % (planner_runs.json,
+# 60 min): after the resolution rule's 64 → 112 px share, the error ratio 0.878 of 3 → 6 epochs (2 250 → 4 500 steps)
+# gives half ≈ 760 steps → SCHEDULE_HALF_POWER = log(760 / 25) / log(48) = 0.88. One large set, one seed: with the
+# constant 25 the 60-minute plan saw no gain past 3 epochs and left half the budget to the keeper's lengthening.
+SCHEDULE_HALF = Rule(25.0, "optimizer steps where the schedule's excess error equals its plateau error, N <= 1000",
                      "planner_calibration.json + accuracy-full.json: Fashion-MNIST 100/class 19, photos 32 steps")
+SCHEDULE_HALF_POWER = Rule(0.88, "how the half-way steps grow with the training images above 1000",
+                           "Fashion-MNIST 6000/class: accuracy-full.json 3 epochs 64 px vs planner_runs.json 60 min")
 SCHEDULE_POWER = Rule(1.0, "how fast the excess error falls with steps", "fixed at 1 (two points per set)")
 
 # LP-FT (Kumar et al. 2022): the new head starts from the linear probe; error × this where fine-tuning follows.
@@ -104,9 +126,30 @@ PROBE_INIT_FACTOR = Rule(1.0, "error with the head initialised from the linear p
                          "+1.2 under three shifts")
 
 
-def schedule_factor(steps: float, reference_steps: float) -> float:
+# How far the expected accuracy (the anchor and the factors above) landed from the actual test accuracy of auto's
+# budgeted runs, in points (actual - expected): Fashion-MNIST 100/class -2.8 ... +0.5, photos +0.3 ... +0.5, digits
+# +6.3 ... +9.9 (planner_runs.json, 2 and 10 min, 3 seeds, recomputed with the anchor above). Digits gain far more
+# from fine-tuning than the other small, different sets (fine-tuned / frozen error 0.05 against 0.8-0.9), which the
+# advisor's measurements do not foresee; the figure is shown with this range, and only its ranking of recipes for
+# one data set decides the plan.
+EXPECTED_RANGE = (-3.0, 10.0)  # actual - expected test accuracy, points, over those runs
+
+
+def expected_note() -> str:
+    """The caveat printed with every expected accuracy."""
+    low, high = EXPECTED_RANGE
+    return (f"a rough figure: on the benchmark sets the actual test accuracy came out {-low:g} points below to "
+            f"{high:g} above it")
+
+
+def schedule_half(train_images: int) -> float:
+    """The steps at which a schedule's excess error equals its plateau error, for ``train_images`` images."""
+    return SCHEDULE_HALF.value * max(1.0, train_images / 1000) ** SCHEDULE_HALF_POWER.value
+
+
+def schedule_factor(steps: float, reference_steps: float, train_images: int = 1000) -> float:
     """Error at ``steps`` relative to the error at ``reference_steps`` (1 there, < 1 for longer schedules)."""
-    half, power = SCHEDULE_HALF.value, SCHEDULE_POWER.value
+    half, power = schedule_half(train_images), SCHEDULE_POWER.value
     return (1 + (half / max(steps, 1.0)) ** power) / (1 + (half / max(reference_steps, 1.0)) ** power)
 
 
@@ -117,14 +160,15 @@ def resolution_factor(size: int, native: float, kind: str) -> float:
 
 
 def expected_error(*, anchor_error: float, quadrant: int, strategy: str, depth: int | None, size: int,
-                   native: float, steps: float, reference_steps: float, probe_init: bool) -> float:
+                   native: float, steps: float, reference_steps: float, probe_init: bool,
+                   train_images: int = 1000) -> float:
     """The model's expected test error of one recipe (see the module docstring)."""
     if strategy == "frozen":
         return anchor_error * resolution_factor(size, native, "frozen")
     error = anchor_error * STRATEGY_FACTOR[quadrant].value * resolution_factor(size, native, "finetune")
     if strategy == "partial" and depth is not None:
         error *= depth_factor(depth, similar=quadrant in (2, 4), small_different=quadrant == 3)
-    error *= schedule_factor(steps, reference_steps)
+    error *= schedule_factor(steps, reference_steps, train_images)
     return error * (PROBE_INIT_FACTOR.value if probe_init else 1.0)
 
 

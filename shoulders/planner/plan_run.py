@@ -29,13 +29,14 @@ class PlanInputs:
     fixed: Constraints = Constraints()
 
 
-def anchor_error(advice: Any, native: float) -> float:
-    """The frozen head's expected error at 64 px, from the advisor's linear probe at its measuring size."""
+def anchor_error(advice: Any, native: float, train_images: int) -> float:
+    """The frozen head's expected error at 64 px on ``train_images`` images, from the advisor's linear probe at
+    its measuring size."""
     probe = advice.measurements.get("linear_probe") if hasattr(advice, "measurements") else None
     value = getattr(probe, "value", None)
     if value is None or value != value:  # not measured (NaN): a neutral guess, and the reasons say it is one
         return 0.2
-    error = max(1.0 - float(value), 0.005) * gains.PROBE_TO_FROZEN.value
+    error = max(1.0 - float(value), 0.005) * gains.probe_to_frozen(train_images)
     return error / gains.resolution_factor(int(advice.image_size or gains.REFERENCE_SIZE), native, "frozen")
 
 
@@ -59,7 +60,8 @@ def plan_for_run(splits: DataSplits, model: nn.Module, advice: Any, inputs: Plan
                  spent: float, seed: int = 0) -> tuple[Recipe, DataFacts, Throughput]:
     """The recipe for this run; ``spent`` (advice so far) and the throughput probe count against ``budget``."""
     facts, tp = measure(splits, model, advice, inputs, seed)
-    recipe = plan_recipe(facts, tp, budget=budget, anchor_error=anchor_error(advice, facts.native.median),
+    anchor = anchor_error(advice, facts.native.median, facts.train_images)
+    recipe = plan_recipe(facts, tp, budget=budget, anchor_error=anchor,
                          spent=spent + tp.seconds, batch_size=inputs.batch_size, augment=advice.plan.augment,
                          device_label=device_label(inputs.device), fixed=inputs.fixed)
     return recipe, facts, tp
@@ -81,7 +83,7 @@ def recipes_by_budget(splits: DataSplits, advice: Any, *, weights: str | None = 
     inputs = PlanInputs(backbone=advice.backbone, device=dev, precision="auto", channels_last=True,
                         batch_size=batch_size)
     facts, tp = measure(splits, model, advice, inputs, seed)
-    return budget_table(facts, tp, anchor_error=anchor_error(advice, facts.native.median),
+    return budget_table(facts, tp, anchor_error=anchor_error(advice, facts.native.median, facts.train_images),
                         spent=advice.seconds + tp.seconds, batch_size=batch_size, augment=advice.plan.augment,
                         budgets=budgets, device_label=device_label(dev))
 
@@ -91,7 +93,7 @@ def table_text(rows: list[dict[str, Any]]) -> str:
     lines = [f"{'budget':<10} {'planned recipe':<42} {'predicted':<12} expected acc."]
     lines += [f"{r['budget']:<10} {r['recipe']:<42} {r['predicted']:<12} {100 * r['expected_accuracy']:.1f} %"
               for r in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + [f"expected accuracy: {gains.expected_note()}; the rows' order is what plans rely on"])
 
 
 def constraints(user: Any) -> Constraints:

@@ -126,7 +126,8 @@ def _accuracy(c: Candidate, facts: DataFacts, anchor_error: float, batch_size: i
     error = gains.expected_error(anchor_error=anchor_error, quadrant=facts.quadrant, strategy=c.strategy,
                                  depth=c.depth, size=c.image_size, native=facts.native.median,
                                  steps=c.epochs * steps_per_epoch,
-                                 reference_steps=gains.REFERENCE_EPOCHS * steps_per_epoch, probe_init=c.probe_init)
+                                 reference_steps=gains.REFERENCE_EPOCHS * steps_per_epoch, probe_init=c.probe_init,
+                                 train_images=facts.train_images)
     return max(0.0, 1.0 - min(error, 1.0 - 1.0 / facts.classes))
 
 
@@ -253,7 +254,7 @@ def plan_recipe(facts: DataFacts, tp: Throughput, *, budget: float | None, ancho
     c = pick.candidate
     limit = (budget if budget is not None else DEFAULT_BUDGET) * BUDGET_SHARE
     reasons = [rule, size_reason, _depth_reason(estimates, limit),
-               f"expected test accuracy ≈ {100 * pick.accuracy:.1f} % (calibrated rules, a rough figure)",
+               f"expected test accuracy ≈ {100 * pick.accuracy:.1f} % (calibrated rules; {gains.expected_note()})",
                "predicted " + ", ".join(f"{k} {v:.0f} s" for k, v in pick.seconds.items() if v > 0.5)]
     if c.probe_init:
         reasons.append("head initialised from the linear probe on frozen features (LP-FT)")

@@ -37,16 +37,23 @@ def stretch(recipe: dict[str, Any] | None) -> float:
     return MAX_STRETCH
 
 
-def timing(start: float, recipe: dict[str, Any] | None) -> dict[str, Any]:
-    """Actual seconds since ``start`` beside the prediction and the budget (for config.json and the terminal)."""
+def timing(start: float, recipe: dict[str, Any] | None, replans: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Actual seconds since ``start`` beside the prediction and the budget (for config.json and the terminal); where
+    the budget keeper re-planned (``replans``, the trainer's record), the line says from how many steps to how many,
+    since the prediction is the plan's, made before training."""
     actual = round(time.perf_counter() - start, 1)
     if not recipe:
         return {"actual_seconds": actual, "line": f"took {format_duration(actual)}"}
     predicted, budget = recipe["predicted_seconds"], recipe.get("budget_seconds")
     limit = f", budget {format_duration(budget)}" if budget else ""
+    kept = ""
+    if replans:
+        first, last = replans[0], replans[-1]
+        kept = (f"; the budget keeper re-planned {first['planned_steps']} steps to {last['new_steps']} as the steps "
+                f"ran {'faster' if last['new_steps'] > first['planned_steps'] else 'slower'} than the probe measured")
     return {"actual_seconds": actual, "predicted_seconds": predicted, "budget_seconds": budget,
             "predicted_parts": recipe["seconds"], "ratio": round(actual / predicted, 3) if predicted else None,
-            "line": f"took {format_duration(actual)} (predicted {format_duration(predicted)}{limit})"}
+            "line": f"took {format_duration(actual)} (predicted {format_duration(predicted)}{limit}){kept}"}
 
 
 def say(config: Any, line: str | None) -> None:
