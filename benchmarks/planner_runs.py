@@ -152,6 +152,24 @@ def table(rows: list[dict[str, Any]]) -> str:
                               ("load", "load avg")])
 
 
+def print_plans(runs: list[str]) -> int:
+    """The planner's recipe per budget for each data set of ``runs`` (``DATASET:BUDGET``), without training."""
+    from shoulders import advise
+    from shoulders.planner import parse_budget
+    from shoulders.planner.plan_run import recipes_by_budget, table_text
+
+    budgets: dict[str, list[float]] = {}
+    for spec in runs:
+        name, budget = spec.split(":")
+        budgets.setdefault(name, []).append(parse_budget(budget))
+    for name, seconds in budgets.items():
+        splits = common.dataset(name, 0).splits()
+        advice = advise(splits, progress=False)
+        rows = recipes_by_budget(splits, advice, budgets=seconds, batch_size=common.BATCH_SIZE)
+        print(f"{name}:\n{table_text(rows)}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", default=[], help="DATASET:BUDGET, e.g. fashion-100:2m")
@@ -165,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lock")
     p.add_argument("--table", action="store_true", help="print the saved rows as a Markdown table; run nothing")
     p.add_argument("--plot", metavar="PNG", help="also draw accuracy against wall time into PNG; run nothing")
+    p.add_argument("--plan", action="store_true",
+                   help="print what the planner plans for each --runs DATASET:BUDGET (the table `shoulders advise "
+                        "--budget` prints: advice + throughput probe, seed 0); train nothing")
     args = p.parse_args(argv)
     if args.table or args.plot:
         rows = json.loads(RESULT.read_text())["rows"]
@@ -176,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
         parse_fixed(spec)
     if os.environ.get("GLIBC_TUNABLES") != common.GLIBC_TUNABLES:
         os.execve(sys.executable, [sys.executable, *sys.argv], common.python_env())
+    if args.plan:
+        return print_plans(args.runs)
     rows = json.loads(RESULT.read_text())["rows"] if RESULT.is_file() else []
     for spec in args.runs:
         name, budget = spec.split(":")

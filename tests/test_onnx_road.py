@@ -123,3 +123,20 @@ def test_a_stale_export_or_a_torch_request_takes_the_torch_road(exported, tmp_pa
     (stale / "model.onnx").unlink()
     model, why = choose_road(stale, "auto")
     assert model is None and f"`shoulders export {stale}` once" in why
+
+
+def test_the_onnx_road_streams_a_folder_in_batches(exported, monkeypatch) -> None:
+    """Images are decoded a batch at a time; batches of 4 (a bad file among them) give the rows of one batch."""
+    from shoulders.export import runtime
+
+    run_dir, images = exported
+    model, why = runtime.choose_road(run_dir, "onnx")
+    assert model is not None and why == ""
+    whole = runtime.predict_top_k(model, [images], 3)
+    monkeypatch.setattr(runtime, "BATCH", 4)
+    batched = runtime.predict_top_k(model, [images], 3)
+    assert len(whole) == len(batched) == 14
+    for a, b in zip(batched, whole):
+        assert (a["path"], a["label"], a.get("error")) == (b["path"], b["label"], b.get("error"))
+        np.testing.assert_allclose([t["probability"] for t in a["top_k"]], [t["probability"] for t in b["top_k"]],
+                                   atol=1e-5)

@@ -163,14 +163,16 @@ def predict_top_k(model: OnnxRunModel, inputs: Sequence[str | Path], k: int) -> 
     from shoulders.data.images import BadImageError, collect_paths, open_image
 
     paths = collect_paths([str(p) for p in inputs])
-    images, kept, rows = [], [], {}
-    for path in paths:
-        try:
-            images.append(open_image(path))
-            kept.append(path)
-        except BadImageError as error:
-            rows[path] = {"path": path, "label": None, "top_k": [], "error": error.reason}
-    rows.update({r["path"]: r for r in top_k_rows(model.predict_proba(images), model.classes, kept, k)})
+    rows: dict[str, dict[str, Any]] = {}
+    for start in range(0, len(paths), BATCH):  # decoded a batch at a time: a large folder never sits in memory
+        images, kept = [], []
+        for path in paths[start:start + BATCH]:
+            try:
+                images.append(open_image(path))
+                kept.append(path)
+            except BadImageError as error:
+                rows[path] = {"path": path, "label": None, "top_k": [], "error": error.reason}
+        rows.update({r["path"]: r for r in top_k_rows(model.predict_proba(images), model.classes, kept, k)})
     return [rows[p] for p in paths]
 
 
