@@ -263,8 +263,7 @@ def export_model(
         quantize: also write a dynamically quantised int8 file (formats with a quantiser only: onnx).
         calibration: normalised images (N, C, H, W) on which the int8 difference is measured.
         calibration_labels: their class indices; with them, the int8 accuracy change is reported.
-        source: what the file was exported from, written into the spec as is (a run folder's weights digest,
-            ``run_weights_sha256``, tells ``shoulders predict`` that the export is up to date).
+        source: written into the spec as is (``run_weights_sha256`` tells ``shoulders predict`` it is up to date).
 
     Returns:
         An :class:`ExportResult`; the spec is written to ``<stem>.json`` (and ``<stem>.int8.json``).

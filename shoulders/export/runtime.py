@@ -96,8 +96,9 @@ class OnnxRunModel:
         return np.concatenate(out)
 
 
-def onnx_road(run_dir: str | Path) -> tuple[OnnxRunModel | None, str]:
-    """The run folder's up-to-date ONNX export, ready to run, or ``None`` and why not (to say to the user)."""
+def onnx_road(run_dir: str | Path, config: dict[str, Any] | None = None) -> tuple[OnnxRunModel | None, str]:
+    """The run folder's up-to-date ONNX export, ready to run, or ``None`` and why not (to say to the user);
+    ``config`` is its ``config.json`` when the caller has read it already."""
     from shoulders.run_folder import CONFIG_NAME, MODEL_NAME
 
     run_dir = Path(run_dir)
@@ -110,7 +111,7 @@ def onnx_road(run_dir: str | Path) -> tuple[OnnxRunModel | None, str]:
     if spec.get("format") != "onnx" or spec.get("run_weights_sha256") != file_sha256(run_dir / MODEL_NAME):
         return None, (f"{path} was not exported from this run's current weights: run `shoulders export {run_dir}` "
                       "again")
-    config = json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
+    config = config if config is not None else json.loads((run_dir / CONFIG_NAME).read_text(encoding="utf-8"))
     if config.get("data_config", {}).get("crop_mode", "center") != "center":
         return None, "the run's preprocessing is not a centre crop, which only the torch road reproduces"
     size = spec["input"]["size"]
@@ -133,7 +134,8 @@ def choose_road(first_input: str | Path, runtime: str, *, tta: bool | None = Non
         raise ValueError(f"runtime must be auto, torch or onnx, got {runtime!r}")
     if runtime == "torch":
         return None, ""
-    if not is_run_folder(first_input):
+    run_folder = is_run_folder(first_input)
+    if not run_folder:
         why = "the ImageNet head has no export; only a run folder's `shoulders export` makes one"
     else:
         config = json.loads((Path(first_input) / CONFIG_NAME).read_text(encoding="utf-8"))
@@ -146,7 +148,7 @@ def choose_road(first_input: str | Path, runtime: str, *, tta: bool | None = Non
         if needs_torch:
             why = f"{', '.join(needs_torch)} needs torch"
         else:
-            model, why = onnx_road(first_input)
+            model, why = onnx_road(first_input, config)
             if model is not None:
                 return model, ""
             if runtime == "auto" and why.startswith(f"no {ONNX_NAME}"):  # the usual case: a tip, not a warning
@@ -154,7 +156,7 @@ def choose_road(first_input: str | Path, runtime: str, *, tta: bool | None = Non
                               if importlib.util.find_spec("onnxruntime") else "")
     if runtime == "onnx":
         raise ValueError(f"--runtime onnx: {why}")
-    return None, why if is_run_folder(first_input) else ""
+    return None, why if run_folder else ""
 
 
 def predict_top_k(model: OnnxRunModel, inputs: Sequence[str | Path], k: int) -> list[dict[str, Any]]:
