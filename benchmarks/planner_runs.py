@@ -43,7 +43,7 @@ RESULT = common.RESULTS_DIR / "planner_runs.json"
 
 
 def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
-            backbone_lr_mult: float | None = None) -> dict[str, Any]:
+            backbone_lr_mult: float | None = None, augment: str | None = None) -> dict[str, Any]:
     from shoulders import RunConfig, TransferClassifier
 
     strategy, size = parse_fixed(fixed)
@@ -54,6 +54,7 @@ def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
     try:
         config = RunConfig()
         config.train.backbone_lr_mult = backbone_lr_mult  # None: the plan's (an explicit strategy's own: 0.1)
+        config.data.augment = augment  # None: the plan's
         clf = TransferClassifier(strategy=strategy, image_size=size, budget=budget, seed=seed, progress=False,
                                  batch_size=common.BATCH_SIZE, config=config)
         _, seconds = common.timed(lambda: clf.fit(data.splits()))
@@ -68,7 +69,8 @@ def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
             "chosen": common.chosen_label(clf.config_.strategy.name, clf.config_.strategy.trainable_blocks,
                                           clf.config_.data.augment),
             "image_size": clf.config_.data.image_size, "epochs_planned": clf.config_.train.epochs,
-            "epochs_run": clf.metrics_.get("epochs_run"), "head_init": clf.config_.strategy.head_init,
+            "epochs_run": clf.metrics_.get("epochs_run"), "best_epoch": clf.metrics_.get("best_epoch"),
+            "head_init": clf.config_.strategy.head_init,
             "replans": clf.runtime_.get("replans"), "timing": clf.runtime_.get("timing"),
             "backbone_lr_mult": clf.config_.train.backbone_lr_mult}
 
@@ -88,9 +90,13 @@ def key(r: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def label(r: dict[str, Any]) -> str:
-    """``auto``, ``full@112``, or ``full@112 lr1x`` when the blocks' rate was set (``--backbone-lr-mult``)."""
+    """``auto``, ``full@112``, ``full@112 lr1x`` when the blocks' rate was set (``--backbone-lr-mult``), ``auto
+    +strong`` when the augmentation was (``--augment``); ``[cae57e7]``: a run on an older tree kept beside its
+    rerun."""
     fixed = r.get("fixed", "auto")
-    return fixed + (f" lr{r['lr_mult_set']:g}x" if r.get("lr_mult_set") is not None else "")
+    fixed += f" lr{r['lr_mult_set']:g}x" if r.get("lr_mult_set") is not None else ""
+    fixed += f" +{r['augment_set']}" if r.get("augment_set") else ""
+    return fixed + (f" [{r['tree']}]" if r.get("tree") else "")  # a superseded run, kept with its commit
 
 
 def plot(rows: list[dict[str, Any]], path: Path) -> None:
@@ -102,7 +108,11 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [r for r in rows if r.get("test_accuracy") is not None]
-    names = sorted({r["dataset"] for r in rows if r.get("fixed", "auto") != "auto"})
+    from shoulders.planner import parse_budget
+
+    # a panel per data set with fixed configurations, and per data set with long runs (30 min or more) of auto
+    names = sorted({r["dataset"] for r in rows
+                    if r.get("fixed", "auto") != "auto" or parse_budget(r["budget"]) >= 1800})
     fig, axes = plt.subplots(1, len(names), figsize=(6.5 * len(names), 4.8), squeeze=False)
     markers = {"frozen": "o", "partial": "s", "full": "^"}
     sizes = sorted({int(r["fixed"].partition("@")[2]) for r in rows if r.get("fixed", "auto") != "auto"})
@@ -116,16 +126,20 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             y = max(acc, floor + 0.3)
             if r.get("fixed", "auto") == "auto":
                 ax.scatter(r["seconds"], y, marker="*", s=220, color="crimson", zorder=4, edgecolor="k")
-                ax.annotate(f"auto {r['budget']}", (r["seconds"], y), fontsize=7, xytext=(5, 3),
-                            textcoords="offset points")
+                ax.annotate(f"auto {r['budget']}" + (f" +{r['augment_set']}" if r.get("augment_set") else "")
+                            + (f" (older tree {r['tree']})" if r.get("tree") else ""),
+                            (r["seconds"], y), fontsize=7, xytext=(5, 3), textcoords="offset points")
                 continue
             strategy, _, size = r["fixed"].partition("@")
             ax.scatter(r["seconds"], y, marker=markers[strategy], s=55, color=colours[int(size)], zorder=3,
                        edgecolor="k" if r.get("lr_mult_set") is not None else "none")
-            if acc < floor:
-                ax.annotate(f"{acc:.0f} %", (r["seconds"], y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            if acc < floor or r.get("augment_set"):
+                ax.annotate(f"{acc:.0f} %" if acc < floor else f"+{r['augment_set']}", (r["seconds"], y),
+                            fontsize=7, xytext=(4, 3), textcoords="offset points")
         ax.set_ylim(floor, best + 1)
-        ax.set_title(f"{name}: auto (stars) vs fixed configurations at the same budget")
+        alone = all(r.get("fixed", "auto") == "auto" for r in mine)
+        ax.set_title(f"{name}: auto's runs" if alone else f"{name}: auto (stars) vs fixed configurations at the "
+                     "same budget")
         ax.set_xlabel("wall time of fit (s), 2 cores, everything included")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
@@ -142,7 +156,8 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def table(rows: list[dict[str, Any]]) -> str:
     rows = [r for r in rows if "error" not in r]
-    out = [{**r, "fixed": label(r), "test": common.pct(r["test_accuracy"]), "expected": common.pct(r.get("expected_accuracy")),
+    out = [{**r, "fixed": label(r), "test": common.pct(r["test_accuracy"]),
+            "expected": common.pct(r.get("expected_accuracy")),
             "ratio": f"{r['seconds'] / r['predicted_seconds']:.2f}" if r.get("predicted_seconds") else "—",
             "plan": f"{r['chosen']}, {r['image_size']} px, {r['epochs_run']}/{r['epochs_planned']} epochs"
                     + (f", {len(r['replans'])} re-plan(s)" if r.get("replans") else "")} for r in rows]
@@ -179,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backbone-lr-mult", type=float,
                    help="the fixed configurations' blocks' rate (default: an explicit strategy's own, 0.1; auto "
                         "plans 1.0 on small, different data): 1 compares them with auto at auto's rate")
+    p.add_argument("--augment", choices=("none", "light", "strong"),
+                   help="every run's training augmentation (default: the plan's)")
     p.add_argument("--warm", action="store_true", help="keep the throughput cache (the second plan's cost)")
     p.add_argument("--lock")
     p.add_argument("--table", action="store_true", help="print the saved rows as a Markdown table; run nothing")
@@ -208,10 +225,12 @@ def main(argv: list[str] | None = None) -> int:
                        "started": time.strftime("%H:%M:%S"), "load": os.getloadavg()[0]}
                 if args.backbone_lr_mult is not None and fixed != "auto":
                     row["lr_mult_set"] = args.backbone_lr_mult
+                if args.augment:
+                    row["augment_set"] = args.augment
                 with machine_lock(args.lock):
                     try:
                         row.update(run_one(name, budget, seed, args.warm, fixed,
-                                           row.get("lr_mult_set")))
+                                           row.get("lr_mult_set"), args.augment))
                     except Exception as err:  # one failed configuration must not lose the others' rows
                         row["error"] = f"{type(err).__name__}: {err}"
                 rows = [r for r in rows if key(r) != key(row)] + [row]

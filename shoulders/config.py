@@ -128,12 +128,13 @@ class RunConfig:
     def load(cls, path: str | Path) -> "RunConfig":
         """The config of a run folder (``RUN_DIR`` or ``RUN_DIR/config.json``: the resolved config that ran), or
         a JSON file holding a config alone (``{"data": ..., "model": ..., "strategy": ..., "train": ...}``)."""
-        from .run_folder import CONFIG_NAME, load_json
+        from .run_folder import CONFIG_NAME, check_format, load_json
 
         path = Path(path)
         d = load_json(path / CONFIG_NAME if path.is_dir() else path)
         if not isinstance(d, dict):
             raise ValueError(f"{path} holds no shoulders config (a JSON object is expected)")
+        check_format(d, path)
         return cls.from_dict(d["config"] if "config" in d else d)
 
     @classmethod

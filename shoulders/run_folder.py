@@ -59,6 +59,10 @@ CURVES_NAME = "curves.png"
 REPORT_NAME = "report.html"
 
 HISTORY_COLUMNS = ["epoch", "phase", "lr", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"]
+# The run folder's format, stamped in config.json as "format": raised when a run folder gains a setting or file that
+# an older shoulders cannot read, so that the older one says "upgrade" instead of failing on an unknown key.
+# Run folders without it (written before it existed) are format 1.
+FORMAT = 1
 
 
 # -- writing files ---------------------------------------------------------------------------------------------
@@ -246,7 +250,7 @@ def write_run(run_dir: str | Path, *, model: nn.Module, config: dict[str, Any], 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     save_model(run_dir, model)
-    save_json(config, run_dir / CONFIG_NAME)
+    save_json({"format": FORMAT, **config}, run_dir / CONFIG_NAME)
     save_json(classes, run_dir / CLASSES_NAME)
     save_json(metrics, run_dir / METRICS_NAME)
     save_json(split, run_dir / SPLIT_NAME)
@@ -265,9 +269,27 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     if not run_dir.is_dir():
         raise FileNotFoundError(f"run folder {run_dir} does not exist; train one with `shoulders train DATA --out {run_dir}`")
     out = {"config": load_json(run_dir / CONFIG_NAME), "classes": load_json(run_dir / CLASSES_NAME)}
+    check_format(out["config"], run_dir)
     for key, name in (("metrics", METRICS_NAME), ("advice", ADVICE_NAME), ("split", SPLIT_NAME)):
         out[key] = load_json(run_dir / name) if (run_dir / name).exists() else None
     return out
+
+
+class RunFolderFormatError(ValueError):
+    """A run folder written by a newer shoulders, in a format this one cannot read."""
+
+
+def check_format(config: Any, run_dir: str | Path) -> None:
+    """Raises :class:`RunFolderFormatError` when ``config`` (config.json's content) comes from a newer format."""
+    found = config.get("format", 1) if isinstance(config, dict) else 1
+    if not isinstance(found, int) or found > FORMAT:
+        from . import __version__
+
+        written = (config.get("versions") or {}).get("shoulders", "a newer version")
+        raise RunFolderFormatError(
+            f"{run_dir} was written by shoulders {written} in run-folder format {found!r}; this shoulders "
+            f"({__version__}) reads format {FORMAT} and older: upgrade shoulders (pip install -U shoulders) to "
+            f"use it, or retrain it with this version")
 
 
 def is_run_folder(path: str | Path) -> bool:

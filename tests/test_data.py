@@ -453,3 +453,20 @@ def test_fashion_mnist_train_size() -> None:
         pytest.skip("Fashion-MNIST absent: apt-get install dataset-fashion-mnist")
     x, y, _ = load_fashion_mnist("train")
     assert x.shape == (60000, 28, 28) and np.bincount(y).tolist() == [6000] * 10
+
+
+def test_strong_augmentation_survives_every_magnitude(lite_config: dict) -> None:
+    """RandAugment's magnitude noise reaches 10, where the increasing posterize keeps 0 bits and Pillow refuses:
+    the strong preset clips it, so thousands of draws (and every op at the top magnitude) never raise."""
+    import random
+
+    train, _ = create_transforms(lite_config, "strong")
+    image = Image.fromarray(RNG.integers(0, 256, (28, 28, 3), dtype=np.uint8))
+    random.seed(0)
+    torch.manual_seed(0)
+    for _ in range(3000):  # at mstd 0.5 ≈ 1 image in 600 drew posterize at magnitude 10 before the clip
+        assert train(image).shape == (3, 32, 32)
+    rand_augment = next(t for t in train.transforms if type(t).__name__ == "RandAugment")
+    for op in rand_augment.ops:  # each op at the largest magnitude the preset allows
+        op.magnitude, op.magnitude_std, op.prob = 10, 0, 1.0
+        op(image.copy())

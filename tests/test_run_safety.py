@@ -185,3 +185,29 @@ def test_an_interrupted_overwrite_keeps_the_previous_run(capsys, tmp_path: Path,
     assert proc.returncode == 143 and "the previous run in it is unchanged" in err
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # staging and lock gone
+
+
+def test_a_run_folder_from_a_newer_format_says_upgrade(capsys, tmp_path: Path, image_folder: Path) -> None:
+    from shoulders import RunConfig, TransferClassifier
+    from shoulders.run_folder import FORMAT, RunFolderFormatError
+
+    run = tmp_path / "run"
+    code, _, err = train(capsys, image_folder, run, "--strategy", "frozen")
+    assert code == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["format"] == FORMAT  # stamped on every run folder
+    RunConfig.load(run)  # this format reads
+    config["format"] = FORMAT + 1
+    config["config"]["data"]["a_setting_from_the_future"] = 1
+    (run / "config.json").write_text(json.dumps(config))
+    image = next(image_folder.rglob("*.png"))
+    assert main(["predict", str(run), str(image)]) != 0
+    err = capsys.readouterr().err
+    assert f"run-folder format {FORMAT + 1}" in err and "upgrade shoulders" in err and "Traceback" not in err
+    for load in (RunConfig.load, TransferClassifier.load):
+        with pytest.raises(RunFolderFormatError, match="upgrade shoulders"):
+            load(run)
+    del config["format"]  # a folder from before the stamp is format 1: it is read as such
+    del config["config"]["data"]["a_setting_from_the_future"]
+    (run / "config.json").write_text(json.dumps(config))
+    assert RunConfig.load(run).data.image_size == 32

@@ -128,7 +128,7 @@ def choose_road(first_input: str | Path, runtime: str, *, tta: bool | None = Non
     Raises:
         ValueError: ``runtime="onnx"`` and the ONNX road is not possible (the message says why).
     """
-    from shoulders.run_folder import CONFIG_NAME, is_run_folder
+    from shoulders.run_folder import CONFIG_NAME, check_format, is_run_folder
 
     if runtime not in ("auto", "torch", "onnx"):
         raise ValueError(f"runtime must be auto, torch or onnx, got {runtime!r}")
@@ -139,6 +139,7 @@ def choose_road(first_input: str | Path, runtime: str, *, tta: bool | None = Non
         why = "the ImageNet head has no export; only a run folder's `shoulders export` makes one"
     else:
         config = json.loads((Path(first_input) / CONFIG_NAME).read_text(encoding="utf-8"))
+        check_format(config, first_input)
         from shoulders.explain.tta_rule import tta_decision
 
         rule_on = tta is None and tta_decision(bool(config["config"]["data"].get("hflip"))).enabled

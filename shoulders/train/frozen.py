@@ -120,7 +120,7 @@ def _head_eval(run: RunContext, x: np.ndarray, y: np.ndarray) -> dict[str, float
 
 def _fit_head_sgd(run: RunContext, train_x: np.ndarray, train_y: np.ndarray, val_x: np.ndarray,
                   val_y: np.ndarray) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """The epoch loop on the features: any head, ``epochs`` at ``lr``, best epoch on validation kept."""
+    """The epoch loop on the features: any head, ``epochs`` at ``lr``, the epoch ``keep_if_best`` picks kept."""
     cfg = run.config.train
     head = run.model.get_classifier()
     dataset = torch.utils.data.TensorDataset(torch.from_numpy(train_x), torch.from_numpy(train_y))

@@ -18,9 +18,16 @@ from torch import nn
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 
+# Which epoch's weights a run keeps: the latest whose validation accuracy is within KEEP_WITHIN_SE binomial standard
+# errors of the best one so far. A small validation split cannot tell neighbouring epochs apart, and picking its
+# maximum favours early epochs by chance (with ties to the lower loss, the least confident, i.e. earliest):
+# benchmarks/checkpoint_rule.py, partial top-4 at 64 px — see benchmarks/README.md "Which epoch to keep".
+KEEP_WITHIN_SE = 3.0
+
+
 @dataclass
 class BestEpoch:
-    """The epoch whose weights are kept: the best validation accuracy, ties broken by the lower loss."""
+    """The epoch whose weights are kept (see KEEP_WITHIN_SE)."""
 
     val_accuracy: float = -1.0
     val_loss: float = math.inf
@@ -41,12 +48,13 @@ class TrainingState:
     best: BestEpoch = field(default_factory=BestEpoch)
     since_improved: int = 0  # epochs since the validation loss last improved (early stopping)
     best_val_loss: float = math.inf
-    best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the best epoch's model
+    top_val_accuracy: float = -1.0  # the best validation accuracy of any epoch so far (the kept one may be lower)
+    best_weights: dict[str, torch.Tensor] | None = None  # CPU copy of the kept epoch's model (keep_if_best)
     optimizer: dict[str, Any] | None = None  # restored from a checkpoint, consumed by the phase it belongs to
     scheduler: dict[str, Any] | None = None
 
     def metrics(self) -> dict[str, Any]:
-        """The run's figures on validation (the best epoch's) and how many epochs ran."""
+        """The run's figures on validation (the kept epoch's) and how many epochs ran."""
         return {"val_accuracy": self.best.val_accuracy, "val_loss": self.best.val_loss,
                 "val_images": self.best.val_images, "best_epoch": self.best.epoch,
                 "epochs_run": len(self.history), "early_stopped": self.stopped}
@@ -71,6 +79,7 @@ class TrainingState:
             model.load_state_dict(ckpt["model"])
             progress = dict(ckpt["state"])
             progress["best"] = BestEpoch(**progress["best"])
+            progress.setdefault("top_val_accuracy", progress["best"].val_accuracy)  # a checkpoint from before it
             state = cls(**progress, best_weights=ckpt["best_state"], optimizer=ckpt["optimizer"],
                         scheduler=ckpt["scheduler"])
         except (RuntimeError, TypeError, KeyError) as e:
@@ -90,9 +99,21 @@ def history_row(epoch: int, phase: str, lr: float, train: dict[str, float], val:
             "val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": train["seconds"] + val["seconds"]}
 
 
+def keep_tolerance(top: float, images: int | None) -> float:
+    """KEEP_WITHIN_SE standard errors of a validation accuracy ``top`` on ``images`` images; a standard error is at
+    least half an image's worth, so that after a perfect score an epoch may be 1.5 images worse."""
+    n = max(int(images or 0), 1)
+    return KEEP_WITHIN_SE * math.sqrt(max(top * (1 - top), 0.25 / n) / n)
+
+
 def keep_if_best(state: TrainingState, epoch: int, val: dict[str, float], model: nn.Module) -> None:
-    """Keeps a CPU copy of ``model`` when this epoch beats the best so far (accuracy, then lower loss)."""
-    if (val["accuracy"], -val["loss"]) > (state.best.val_accuracy, -state.best.val_loss):
+    """Keeps a CPU copy of ``model`` when this epoch's validation accuracy is within the tolerance of the best so
+    far (:data:`KEEP_WITHIN_SE`): later epochs, further down the learning-rate decay, win what the split cannot
+    separate."""
+    accuracy = val["accuracy"]
+    if math.isfinite(accuracy):
+        state.top_val_accuracy = top = max(state.top_val_accuracy, accuracy)
+    if not math.isfinite(accuracy) or accuracy >= top - keep_tolerance(top, val.get("images")):  # no split: latest
         state.best = BestEpoch(val["accuracy"], val["loss"], epoch, val.get("images"))
         state.best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
@@ -114,7 +135,8 @@ def print_epoch(row: dict[str, Any]) -> None:
 
 def record_epoch(state: TrainingState, model: nn.Module, row: dict[str, Any], val: dict[str, float],
                  patience: int | None) -> None:
-    """Appends the epoch's row, keeps the best weights, counts for early stopping and moves the state on."""
+    """Appends the epoch's row, keeps its weights if :func:`keep_if_best` says so, counts for early stopping and
+    moves the state on."""
     state.history.append(row)
     keep_if_best(state, row["epoch"], val, model)
     count_for_early_stopping(state, val["loss"], patience)
