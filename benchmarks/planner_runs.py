@@ -127,7 +127,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
             if r.get("fixed", "auto") == "auto":
                 ax.scatter(r["seconds"], y, marker="*", s=220, color="crimson", zorder=4, edgecolor="k")
                 ax.annotate(f"auto {r['budget']}" + (f" +{r['augment_set']}" if r.get("augment_set") else "")
-                            + (f" (older tree {r['tree']})" if r.get("tree") else ""),
+                            + (f" [{r['tree']}]" if r.get("tree") else ""),
                             (r["seconds"], y), fontsize=7, xytext=(5, 3), textcoords="offset points")
                 continue
             strategy, _, size = r["fixed"].partition("@")
