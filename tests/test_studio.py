@@ -279,3 +279,26 @@ def test_cli_refuses_a_busy_port(capsys: pytest.CaptureFixture[str], tmp_path: P
         code = main(["studio", "--port", str(port), "--runs", str(tmp_path / "runs"),
                      "--workspace", str(tmp_path / "ws")])
     assert code == 1 and f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+
+
+def test_a_run_that_just_exited_is_not_reported_interrupted(settings: Settings, image_folder: Path) -> None:
+    """Between the training process's exit and its watcher recording the status, the job file still says
+    running: the studio reads the exit code itself instead of calling the run "interrupted" (CI caught a poll there).
+    """
+    import subprocess
+
+    from shoulders.run_folder import save_json
+    from shoulders.studio.jobs import JOB_FILE, TrainJob
+
+    studio = Studio(settings, data=str(image_folder))
+    run_dir = settings.runs_dir / "r1"
+    run_dir.mkdir(parents=True)
+    save_json({"data": str(image_folder), "options": {}, "status": "running"}, run_dir / JOB_FILE)
+    for code, expected in ((0, "finished"), (3, "failed")):
+        job = TrainJob(run_dir, str(image_folder), {})
+        job.process = subprocess.Popen([sys.executable, "-c", f"raise SystemExit({code})"])
+        job.process.wait()  # exited; no watcher has written the job file
+        studio.jobs["r1"] = job
+        assert job.ended_status() == expected and studio.run("r1")["status"] == expected
+    del studio.jobs["r1"]
+    assert studio.run("r1")["status"] == "interrupted"  # no job of this studio: started by one that is gone

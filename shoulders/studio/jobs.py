@@ -130,12 +130,19 @@ class TrainJob:
         except subprocess.TimeoutExpired:
             self.process.terminate()
 
+    def ended_status(self) -> str | None:
+        """finished / cancelled / failed once the process has exited (what the watcher records); ``None`` before."""
+        if self.process is None or self.process.poll() is None:
+            return None
+        code = self.process.returncode
+        return "finished" if code == 0 else "cancelled" if self.cancelled or code in INTERRUPTED else "failed"
+
     def _watch(self) -> None:
         assert self.process is not None
         code = self.process.wait()
-        status = "finished" if code == 0 else "cancelled" if self.cancelled or code in INTERRUPTED else "failed"
         record = read_job(self.run_dir) or {}
-        save_json({**record, "status": status, "exit_code": code, "ended": time.time()}, self.run_dir / JOB_FILE)
+        save_json({**record, "status": self.ended_status(), "exit_code": code, "ended": time.time()},
+                  self.run_dir / JOB_FILE)
 
 
 def read_job(run_dir: Path) -> dict[str, Any] | None:
