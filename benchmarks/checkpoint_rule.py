@@ -60,7 +60,7 @@ def _within(k: float) -> Callable[[list[Epoch]], Epoch]:
         kept, top = rows[0], -1.0
         for r in rows:
             top = max(top, r["val_accuracy"])
-            if r["val_accuracy"] >= top - k / state.KEEP_WITHIN_SE * state.keep_tolerance(top, r["val_images"]):
+            if r["val_accuracy"] >= top - state.keep_tolerance(top, r["val_images"], k):
                 kept = r
         return kept
     return pick

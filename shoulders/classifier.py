@@ -20,7 +20,8 @@ from .data import load_data, make_loader
 from .data.images import scan_images
 from .data import resolve_data_config
 from .explain.gradcam import explain_images, resolve_targets
-from .explain.tta import TTADecision, View, resolve_views, tta_decision
+from .explain.tta import View, resolve_views
+from .explain.tta_rule import TTADecision, tta_decision
 from .inference import ImagesInput, Inference, as_samples, top_k_rows  # noqa: F401 - serve and pipelines use them
 from .models import WeightsInfo, create_backbone, create_transfer_model, imagenet_class_names, resolve_backbone_name
 from .resolution import DEFAULT_BATCH_SIZE, BackboneFacts, MachineFacts, check_names, resolve_config

@@ -131,7 +131,7 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
         advisor's (or "chosen by the user") followed by one sentence per setting the user overrode.
     """
     from .advisor.plan import Plan
-    from .explain.tta import tta_decision
+    from .explain.tta_rule import tta_decision
     from .train.device import choose_precision
 
     out = user.copy()

@@ -74,7 +74,7 @@ class TestResolveConfig:
 
     @pytest.mark.parametrize("hflip", [False, True])
     def test_the_plan_records_the_measured_tta_rule(self, hflip: bool) -> None:
-        from shoulders.explain.tta import tta_decision
+        from shoulders.explain.tta_rule import tta_decision
 
         cfg = user()
         cfg.data.hflip = hflip

@@ -106,7 +106,8 @@ def test_prediction_equals_predict_top_k_for_every_mode(client: TestClient, serv
 def test_a_run_with_test_time_augmentation_is_served_with_it(tmp_path: Path, images: dict[str, Path],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     import shoulders.classifier as classifier_module
-    from shoulders.explain.tta import TTADecision, default_views
+    from shoulders.explain.tta import default_views
+    from shoulders.explain.tta_rule import TTADecision
 
     # the measured rule keeps TTA off everywhere today; a run whose rule turns it on must be served with it
     monkeypatch.setattr(classifier_module, "tta_decision", lambda hflip: TTADecision(

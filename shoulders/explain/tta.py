@@ -18,8 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from shoulders._registry import Registry
-from shoulders.explain.tta_rule import (FLIP_FREE_SETS, MEASURED, MEASURED_COST, MIN_GAIN, TTADecision,  # noqa: F401
-                                        default_view_names, tta_decision)
+from shoulders.explain.tta_rule import default_view_names
 
 ZOOM = 0.875  # the centre view keeps 87.5 % of the side: the same margin timm's crop_pct takes at evaluation
 SHIFT = 0.9  # the corner views keep 90 % of the side, so each shifts the content by 5 % of the image

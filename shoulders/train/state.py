@@ -99,11 +99,11 @@ def history_row(epoch: int, phase: str, lr: float, train: dict[str, float], val:
             "val_loss": val["loss"], "val_accuracy": val["accuracy"], "seconds": train["seconds"] + val["seconds"]}
 
 
-def keep_tolerance(top: float, images: int | None) -> float:
-    """KEEP_WITHIN_SE standard errors of a validation accuracy ``top`` on ``images`` images; a standard error is at
-    least half an image's worth, so that after a perfect score an epoch may be 1.5 images worse."""
+def keep_tolerance(top: float, images: int | None, k: float = KEEP_WITHIN_SE) -> float:
+    """``k`` standard errors of a validation accuracy ``top`` on ``images`` images; a standard error is at least half
+    an image's worth, so that after a perfect score an epoch may be 1.5 images worse (at k = 3)."""
     n = max(int(images or 0), 1)
-    return KEEP_WITHIN_SE * math.sqrt(max(top * (1 - top), 0.25 / n) / n)
+    return k * math.sqrt(max(top * (1 - top), 0.25 / n) / n)
 
 
 def keep_if_best(state: TrainingState, epoch: int, val: dict[str, float], model: nn.Module) -> None:
