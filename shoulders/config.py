@@ -75,7 +75,7 @@ class TrainConfig:
     layer_decay: float | None = None  # extra ×decay per block from the top (e.g. 0.8); None = 1.0, no decay
     weight_decay: float = 0.01
     warmup_epochs: float = 1.0  # linear warm-up, then cosine decay to zero
-    label_smoothing: float = 0.0
+    label_smoothing: float | None = None  # None = the plan's: 0.1 where small, different data is fine-tuned, else 0
     class_weight: str = "auto"  # auto (balanced when the largest class has >= 3x the smallest's images) | balanced
     # (loss weights n / (classes × n_class), the frozen head's solver too) | none; resolved to balanced or none
     patience: int | None = None  # early stopping on validation loss; None = no early stopping

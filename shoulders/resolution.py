@@ -152,6 +152,7 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     t.lr = _set(t.lr, plan.lr, notes, "lr")
     t.backbone_lr_mult = _set(t.backbone_lr_mult, plan.backbone_lr_mult, notes, "backbone_lr_mult")
     t.layer_decay = 1.0 if t.layer_decay is None else t.layer_decay
+    t.label_smoothing = _set(t.label_smoothing, plan.label_smoothing, notes, "label_smoothing")
     d.augment = _set(d.augment, plan.augment, notes, "augment")
     d.image_size = _set(d.image_size, plan.image_size, notes, "image_size") or backbone.image_size
     # LP-FT only where fine-tuning follows: the frozen strategy's head is the probe itself
@@ -170,7 +171,8 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     effective = Plan(strategy=name, epochs=t.epochs, lr=t.lr, augment=d.augment, trainable_blocks=s.trainable_blocks,
                      head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult, class_weight=t.class_weight,
                      reasons=reasons + notes, image_size=d.image_size,
-                     head_init=s.head_init, recipe=plan.recipe, tta=tta.to_dict())
+                     head_init=s.head_init, label_smoothing=t.label_smoothing, recipe=plan.recipe,
+                     tta=tta.to_dict())
     return out, effective
 
 

@@ -83,7 +83,8 @@ def _data_and_machine_flags(p: argparse.ArgumentParser) -> None:
                    help="class-balanced loss weights (also the frozen head's): auto (the default) turns them on when "
                         "the largest class has at least 3× the images of the smallest")
     p.add_argument("--patience", type=T.POSITIVE_INT, help="early stopping after N epochs without a better validation loss")
-    p.add_argument("--label-smoothing", type=T.BELOW_ONE, help="0 ≤ x < 1 (default 0)")
+    p.add_argument("--label-smoothing", type=T.BELOW_ONE, help="0 ≤ x < 1 (default: the plan's — 0.1 when fine-tuning small data unlike "
+                                                                 "ImageNet, else 0)")
     p.add_argument("--seed", type=T.NON_NEGATIVE_INT, help="random seed (default 0)")
     p.add_argument("--device", type=T.device, help="auto | cpu | cuda | cuda:N (default auto)")
     p.add_argument("--precision", help="training autocast: auto | fp32 | bf16 | fp16 (default auto)")

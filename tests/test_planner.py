@@ -112,7 +112,11 @@ def test_budget_table_grows_with_the_budget():
 
 
 # -- throughput probe and cache -----------------------------------------------------------------------------------
-def test_probe_uses_the_cache_the_second_time(tmp_path: Path):
+def test_probe_uses_the_cache_the_second_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from shoulders.planner import throughput
+
+    # a descheduled test process must not make the stub count as contended (that rule has its own test)
+    monkeypatch.setattr(throughput, "CONTENDED_SHARE", 0.0)
     calls = []
 
     def measure(size: int) -> Rates:
@@ -168,6 +172,22 @@ def test_throughput_interpolates_by_pixels_and_adds_loading():
     assert tp.per_image(64, "partial-2") == pytest.approx(0.011)  # unmeasured depth: full's rate
 
 
+def test_loading_is_priced_per_size_and_transform():
+    from shoulders.planner.search import Candidate, predict
+
+    rates = {s: Rates(s, {"full": 1e9}, 1e9, 1e9) for s in (64, 224)}  # the model free: loading alone is priced
+    loading = {64: {"train": 0.002, "eval": 0.001}, 224: {"train": 0.02, "eval": 0.01}}
+    tp = Throughput(rates, load_seconds=0.5, loading=loading)
+    assert tp.per_image(64, "full") == pytest.approx(0.002) and tp.per_image(64, "evaluate") == pytest.approx(0.001)
+    assert tp.per_image(224, "features", "eval") == pytest.approx(0.01)
+    assert tp.per_image(200, "full") == pytest.approx(0.02)  # the nearest measured size
+    facts = _facts()
+    frozen = predict(Candidate("frozen", 64, 1, augment="light"), facts, tp, spent=0.0, batch_size=32)
+    views = facts.train_images * 4 * 0.002 + (facts.val_images + facts.test_images) * 0.001
+    assert frozen["features"] == pytest.approx(views, rel=0.01)  # views through training's, the rest evaluation's
+    assert Throughput(rates, load_seconds=0.5).per_image(64, "evaluate") == pytest.approx(0.5)  # no table: the figure
+
+
 def test_measure_throughput_on_a_real_tiny_model(colour_arrays, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     from shoulders.models import create_transfer_model
     from shoulders.planner import throughput
@@ -183,6 +203,7 @@ def test_measure_throughput_on_a_real_tiny_model(colour_arrays, tmp_path: Path, 
     rates = tp.rates[32]
     assert tp.source == "measured" and rates.train["full"] > 0 and rates.train["partial-1"] > 0
     assert rates.features > 0 and rates.evaluate > 0 and tp.load_seconds > 0
+    assert set(tp.loading) == {32} and all(v > 0 for v in tp.loading[32].values())
     assert all(np.array_equal(before[k], v) for k, v in model.state_dict().items())  # the probe ran on a copy
     assert measure_throughput(model, **kwargs).source == "cache"
 
@@ -267,6 +288,39 @@ def test_keeper_lengthens_when_faster_only_where_allowed_and_ends_on_time():
     assert all(b <= a + 1e-9 for a, b in zip(factors[10:], factors[11:]))  # no jump back up
     capped, _, _ = run(120)
     assert capped.total_steps == 120  # never past max_steps
+
+
+def test_keeper_lengthens_a_second_time_when_the_steps_speed_up_after_the_first():
+    from shoulders.planner.schedule import BudgetKeeper
+
+    def run(speeds):
+        """Steps at ``speeds[epoch]`` seconds (the last one thereafter); the plan: 100 steps × 0.1 s = 10 s."""
+        clock = _FakeClock(speeds[0])
+        keeper = BudgetKeeper(100, 10, deadline=10.0, clock=clock, steps_per_epoch=10, max_steps=400)
+        for epoch in range(100):
+            clock.step_seconds = speeds[min(epoch, len(speeds) - 1)]
+            for _batch in keeper.limit(range(10)):
+                clock.tick()
+            if keeper.finished:
+                break
+            keeper.evaluation_done(0.0)
+        return keeper, clock
+
+    # the first epoch times slow (kernel selection, a busy neighbour), the rest twice as fast
+    keeper, clock = run([0.08, 0.04])
+    first, second = keeper.replans[:2]
+    assert first["direction"] == second["direction"] == "longer" and len(keeper.replans) == 2
+    assert second["at_step"] - first["at_step"] >= 20  # judged on steps the first re-plan had not seen
+    assert keeper.finished and 0.85 * 10.0 < clock.now <= 10.0  # the budget used, not exceeded
+    # lengthened once only (the first re-plan's schedule at the fast steps), more than a fifth would go unused
+    assert first["at_step"] * 0.08 + (first["new_steps"] - first["at_step"]) * 0.04 < 0.8 * 10.0
+    # slower for an epoch (shortened), then fast: a second lengthening uses the time; never a third
+    wavering, clock = run([0.08, 0.12, 0.04])
+    directions = [r["direction"] for r in wavering.replans]
+    assert directions[0] == "longer" and "shorter" in directions and directions.count("longer") == 2
+    assert wavering.finished and 0.8 * 10.0 < clock.now <= 10.0 * 1.1
+    steady, _ = run([0.08, 0.04, 0.08, 0.04, 0.08, 0.04])  # noise that alternates: at most two lengthenings
+    assert [r["direction"] for r in steady.replans].count("longer") <= 2
 
 
 def test_stretch_only_under_a_budget_whose_epochs_the_planner_chose():
@@ -401,10 +455,15 @@ def test_budget_prediction_and_actual_time_are_in_config_json(tmp_path: Path):
     assert recorded["plan"]["recipe"]["summary"].startswith("plan: ")
     assert recorded["plan"]["recipe"]["native_size"]["median"] == 16
     assert clf.config_.data.image_size == 32  # the user's size is kept; the planner chose the rest
+    from shoulders.advisor.plan import QUADRANTS
+
+    smoothing = 0.0 if clf.config_.strategy.name == "frozen" else QUADRANTS[clf.advice_["quadrant"]].label_smoothing
+    assert clf.plan_.label_smoothing == recorded["config"]["train"]["label_smoothing"] == smoothing
     from shoulders import TransferClassifier
 
     loaded = TransferClassifier.load(tmp_path / "run")
     assert loaded.plan_.recipe["predicted_seconds"] == timing["predicted_seconds"]
+    assert loaded.plan_.label_smoothing == smoothing
     assert loaded.runtime_["timing"]["actual_seconds"] == timing["actual_seconds"]
 
 

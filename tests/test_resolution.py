@@ -65,6 +65,17 @@ class TestResolveConfig:
         assert ("trainable_blocks=3 set by the user selects strategy 'partial' (the advisor planned 'frozen'); its "
                 "settings are 'partial''s defaults") in plan.reasons
 
+    def test_label_smoothing_is_the_plan_s_where_measured_and_the_user_s_when_set(self) -> None:
+        out, plan = resolve_config(user(), plan_for_quadrant(3, depth=4), BACKBONE, CPU)
+        assert out.train.label_smoothing == plan.label_smoothing == 0.1  # small, different data: measured to pay
+        assert any("label smoothing 0.1" in r for r in plan.reasons)
+        for q in (1, 2):  # large data: not measured, so off
+            assert resolve_config(user(), plan_for_quadrant(q, depth=4), BACKBONE, CPU)[0].train.label_smoothing == 0
+        assert resolve_config(user(strategy="full"), plan_for_quadrant(3, depth=4), BACKBONE,
+                              CPU)[0].train.label_smoothing == 0  # an explicit strategy keeps its own defaults
+        mine, plan = resolve_config(user(label_smoothing=0.0), plan_for_quadrant(3, depth=4), BACKBONE, CPU)
+        assert mine.train.label_smoothing == 0.0 and "label_smoothing=0.0 set by the user (the plan: 0.1)" in plan.reasons
+
     def test_explicit_strategy_takes_its_own_defaults(self) -> None:
         out, plan = resolve_config(user(strategy="full"), plan_for_quadrant(4), BACKBONE, CPU)
         assert (out.strategy.name, out.train.epochs, out.data.augment, out.strategy.trainable_blocks) == (

@@ -118,9 +118,11 @@ def planned(advice: Any, user: Any, splits: DataSplits, model: nn.Module, *, bud
                         fixed=constraints(user))
     recipe, facts, tp = plan_for_run(splits, model, advice, inputs, budget=budget, spent=spent, seed=t.seed)
     base = default_plan(recipe.strategy)
-    mult = QUADRANTS[advice.quadrant].backbone_lr_mult if s.name == "auto" else base.backbone_lr_mult
+    quadrant = QUADRANTS[advice.quadrant]
+    mult = quadrant.backbone_lr_mult if s.name == "auto" else base.backbone_lr_mult
+    smoothing = quadrant.label_smoothing if s.name == "auto" and recipe.strategy != "frozen" else 0.0
     reasons = list(advice.plan.reasons) + recipe.reasons + [recipe.summary]
     return Plan(strategy=recipe.strategy, epochs=recipe.epochs or base.epochs, lr=base.lr, augment=recipe.augment,
                 trainable_blocks=recipe.trainable_blocks, head_epochs=0, backbone_lr_mult=mult, reasons=reasons,
-                image_size=recipe.image_size, head_init=recipe.head_init,
+                image_size=recipe.image_size, head_init=recipe.head_init, label_smoothing=smoothing,
                 recipe={**recipe.to_dict(), "native_size": facts.native.to_dict(), "throughput": tp.to_dict()})

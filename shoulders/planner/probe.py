@@ -26,14 +26,27 @@ def _set_trainable(model: nn.Module, depth: int | None) -> None:
     strategy.set_train_mode(model)
 
 
-def load_seconds(samples: Samples, data_config: dict[str, Any], augment: str, count: int = LOAD_SAMPLE) -> float:
-    """Seconds to decode and transform one training image (the loader's work per image)."""
-    train_tf, _ = create_transforms(data_config, augment=augment)
+def load_costs(samples: Samples, model: nn.Module, sizes: Sequence[int], augment: str,
+               count: int = LOAD_SAMPLE) -> dict[int, dict[str, float]]:
+    """Seconds to decode and transform one image at each of ``sizes``, through the training transform (with
+    ``augment``) and the evaluation one: ``{size: {"train": s, "eval": s}}`` (the loader's work per image)."""
     n = min(count, len(samples))
     start = time.perf_counter()
-    for i in range(n):
-        train_tf(samples.load(i))
-    return (time.perf_counter() - start) / max(n, 1)
+    images = [samples.load(i) for i in range(n)]
+    decode = (time.perf_counter() - start) / max(n, 1)
+    costs = {}
+    for size in sorted(set(sizes)):
+        train_tf, eval_tf = create_transforms(resolve_data_config(model, size, None), augment=augment)
+        costs[size] = {kind: round(decode + _seconds_each(tf, images), 6)
+                       for kind, tf in (("train", train_tf), ("eval", eval_tf))}
+    return costs
+
+
+def _seconds_each(transform: Any, images: list[Any]) -> float:
+    start = time.perf_counter()
+    for image in images:
+        transform(image)
+    return (time.perf_counter() - start) / max(len(images), 1)
 
 
 def measure_throughput(model: nn.Module, *, sizes: Sequence[int], depths: Sequence[int], batch_size: int,
@@ -69,7 +82,7 @@ def measure_throughput(model: nn.Module, *, sizes: Sequence[int], depths: Sequen
     with torch.random.fork_rng():  # the probe's random batches must not move the run's random streams
         tp = probe_throughput(model, sizes, identity=identity, cache=cache, measure=measure)
     if samples is not None and len(samples):
-        config = resolve_data_config(model.backbone, max(sizes), None)
-        tp.load_seconds = round(load_seconds(samples, config, augment), 5)
+        tp.loading = load_costs(samples, model.backbone, sizes, augment)
+        tp.load_seconds = tp.loading[max(tp.loading)]["train"]  # the figure for a size not measured
     tp.workers = workers
     return tp

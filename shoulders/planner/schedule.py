@@ -27,8 +27,13 @@ EXTEND_SLACK = 0.15  # lengthen only when the projected end is this much (of the
 EXTEND_AFTER_STEPS = 10  # ... measured over at least this many steps (a longer schedule is a bigger bet)
 EXTEND_UNTIL = 0.6  # ... and while at most this share of the schedule has run (enough of the decay is left)
 EXTEND_MARGIN = 0.9  # a lengthened schedule aims at this share of the time left
-# Lengthen once: with a second chance the measured step time's noise (±10 %) made schedules grow and shrink in turn
-# (up to 15 re-plans in a 2-minute run, planner_runs.json, 2026-12-01 11:09)
+RECENT_STEPS = 20  # the step time is the median of this many latest steps
+# Lengthen at most twice, the second time only once the recent steps are all later than the last re-plan (and an
+# epoch has passed): with a chance after every step the measured step time's noise (±10 %) made schedules grow and
+# shrink in turn (up to 15 re-plans in a 2-minute run, planner_runs.json, 2026-12-01 11:09); with one chance only, a
+# first lengthening that timed the slow first steps left the rest of the budget unused (Fashion-MNIST 100/class at
+# 10 min: 7 min 54 s of a predicted 8 min 58 s, 2026-12-01 16:55).
+MAX_LENGTHENINGS = 2
 
 
 class BudgetKeeper:
@@ -113,7 +118,7 @@ class BudgetKeeper:
     def _maybe_replan(self, now: float) -> None:
         if self.deadline is None or len(self._step_seconds) < MIN_MEASURED_STEPS or self.finished:
             return
-        recent = sorted(self._step_seconds[-20:])
+        recent = sorted(self._step_seconds[-RECENT_STEPS:])
         per_step = recent[len(recent) // 2]  # median of the recent steps: robust to one slow batch
         remaining = self.total_steps - self.done
         evals = math.ceil(remaining / self.steps_per_epoch)
@@ -132,10 +137,19 @@ class BudgetKeeper:
 
     def _may_extend(self, projected: float, left: float) -> bool:
         return (self.max_steps > self.total_steps and len(self._step_seconds) >= EXTEND_AFTER_STEPS
-                and not any(r.get("direction") == "longer" for r in self.replans)
+                and self._may_lengthen_again()
                 and self.done >= self.warmup_steps
                 and self.done <= EXTEND_UNTIL * self.total_steps
                 and self.deadline - projected > EXTEND_SLACK * max(left, 0.0))
+
+    def _may_lengthen_again(self) -> bool:
+        """Not yet lengthened; or lengthened fewer than MAX_LENGTHENINGS times and the step time is measured
+        entirely after the last re-plan, at least an epoch ago (a re-plan is judged on steps it has not seen)."""
+        longer = sum(r.get("direction") == "longer" for r in self.replans)
+        if not longer:
+            return True
+        since = self.done - self.replans[-1]["at_step"]
+        return longer < MAX_LENGTHENINGS and since >= max(self.steps_per_epoch, RECENT_STEPS)
 
     def _steps_that_fit(self, seconds: float, per_step: float) -> int:
         """Steps (and the validation passes between them) that fit in ``seconds``."""

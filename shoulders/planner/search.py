@@ -101,12 +101,13 @@ def predict(c: Candidate, facts: DataFacts, tp: Throughput, *, spent: float, bat
     out = {"advice": spent, "setup": SETUP_SECONDS}
     if c.strategy == "frozen":
         views = FROZEN_VIEWS if c.augment != "none" else 1
-        images = facts.train_images * views + facts.val_images + facts.test_images
-        out["features"] = images * tp.per_image(size, "features") + _warmup(tp, size, 2)
+        out["features"] = (facts.train_images * views * tp.per_image(size, "features")
+                           + (facts.val_images + facts.test_images) * tp.per_image(size, "features", "eval")
+                           + _warmup(tp, size, 2))
         out["head"] = HEAD_SOLVER_SECONDS + HEAD_SOLVER_SECONDS_PER_IMAGE * facts.train_images * views
         return out
     if c.probe_init:
-        out["features"] = (facts.train_images + facts.val_images) * tp.per_image(size, "features")
+        out["features"] = (facts.train_images + facts.val_images) * tp.per_image(size, "features", "eval")
         out["head"] = HEAD_SOLVER_SECONDS + HEAD_SOLVER_SECONDS_PER_IMAGE * facts.train_images
     steps = math.ceil(facts.train_images / batch_size)
     epoch = steps * batch_size * tp.per_image(size, c.task) + facts.val_images * tp.per_image(size, "evaluate")

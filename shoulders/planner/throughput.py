@@ -53,7 +53,10 @@ class Throughput:
     Attributes:
         rates: per input size.
         load_seconds: decoding + transforming one image in the loader (added per image when the loader has no
-            worker processes, overlapped otherwise).
+            worker processes, overlapped otherwise), where ``loading`` has no figure.
+        loading: per input size, ``{"train": s, "eval": s}``: the same with the training transform (augmentation
+            included) and with the evaluation transform, measured at that size (resizing a 28 px image to 224 px
+            costs several times what 64 px does; a frozen run's test pass uses the cheaper evaluation transform).
         workers: the loader's worker processes.
         identity: what the figures are valid for (machine, torch, backbone, device, precision, layout, batch).
         seconds: what measuring them cost now (0 when they came from the cache).
@@ -63,6 +66,7 @@ class Throughput:
     rates: dict[int, Rates]
     load_seconds: float = 0.0
     workers: int = 0
+    loading: dict[int, dict[str, float]] = field(default_factory=dict)
     identity: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     source: str = "given"
@@ -76,8 +80,9 @@ class Throughput:
         near = min(self.rates, key=lambda s: abs(s - size))
         return self.rates[near], (near / size) ** 2
 
-    def per_image(self, size: int, task: str) -> float:
-        """Seconds per image for ``task`` (``full``, ``partial-<k>``, ``features``, ``evaluate``), loading included."""
+    def per_image(self, size: int, task: str, transform: str | None = None) -> float:
+        """Seconds per image for ``task`` (``full``, ``partial-<k>``, ``features``, ``evaluate``), loading included:
+        through the ``transform`` ``"train"`` or ``"eval"`` (default: ``eval`` for ``evaluate``, else ``train``)."""
         rates, scale = self.rates_at(size)
         if task == "features":
             ips = rates.features
@@ -86,13 +91,22 @@ class Throughput:
         else:
             ips = rates.train.get(task) or rates.train["full"]
         model = 1.0 / (ips * scale)
-        return model + self.load_seconds if self.workers == 0 else max(model, self.load_seconds / self.workers)
+        load = self.load_at(size, transform or ("eval" if task == "evaluate" else "train"))
+        return model + load if self.workers == 0 else max(model, load / self.workers)
+
+    def load_at(self, size: int, transform: str) -> float:
+        """Loader seconds per image at ``size`` (the nearest measured size) through ``transform``."""
+        if not self.loading:
+            return self.load_seconds
+        near = min(self.loading, key=lambda s: abs(s - size))
+        return self.loading[near].get(transform, self.load_seconds)
 
     def images_per_second(self, size: int, task: str) -> float:
         return 1.0 / self.per_image(size, task)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "rates": {str(k): asdict(v) for k, v in self.rates.items()}}
+        return {**asdict(self), "rates": {str(k): asdict(v) for k, v in self.rates.items()},
+                "loading": {str(k): v for k, v in self.loading.items()}}
 
 
 def machine_identity(device: torch.device) -> dict[str, Any]:
@@ -258,4 +272,4 @@ def probe_throughput(model: nn.Module, sizes: Sequence[int], *, identity: dict[s
     source = "measured" if measured else "cache"
     if contended:
         source = "measured (contended, not cached: " + "; ".join(contended) + ")"
-    return Throughput(rates, load_seconds, workers, identity, seconds, source)
+    return Throughput(rates, load_seconds, workers, identity=identity, seconds=seconds, source=source)
