@@ -122,6 +122,8 @@ def planned(advice: Any, user: Any, splits: DataSplits, model: nn.Module, *, bud
     mult = quadrant.backbone_lr_mult if s.name == "auto" else base.backbone_lr_mult
     smoothing = quadrant.label_smoothing if s.name == "auto" and recipe.strategy != "frozen" else 0.0
     reasons = list(advice.plan.reasons) + recipe.reasons + [recipe.summary]
+    if s.name == "auto" and quadrant.label_smoothing and not smoothing:
+        reasons.append("no label smoothing: the frozen head is a convex fit on the features, not a fine-tune")
     return Plan(strategy=recipe.strategy, epochs=recipe.epochs or base.epochs, lr=base.lr, augment=recipe.augment,
                 trainable_blocks=recipe.trainable_blocks, head_epochs=0, backbone_lr_mult=mult, reasons=reasons,
                 image_size=recipe.image_size, head_init=recipe.head_init, label_smoothing=smoothing,
