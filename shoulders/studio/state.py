@@ -207,8 +207,8 @@ class Studio:
         status = record.get("status", "finished" if is_run_folder(run_dir) else "unknown")
         if job is not None and job.running:
             status = "cancelling" if job.cancelled else "running"
-        elif job is not None and status == "running" and job.ended_status():
-            status = job.ended_status()  # it has just exited; the watcher is about to record this
+        elif job is not None and status == "running" and (ended := job.ended_status()):
+            status = ended  # it has just exited; the watcher is about to record this
         elif status == "running":  # started by an earlier studio that is gone
             status = "interrupted"
         metrics_path = run_dir / "metrics.json"
