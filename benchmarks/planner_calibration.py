@@ -30,8 +30,6 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
-import numpy as np
-
 if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 

@@ -71,6 +71,7 @@ def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
             "epochs_run": clf.metrics_.get("epochs_run"), "best_epoch": clf.metrics_.get("best_epoch"),
             "head_init": clf.config_.strategy.head_init,
             "replans": clf.runtime_.get("replans"), "timing": clf.runtime_.get("timing"),
+            "probed": sorted(int(s) for s in (recipe.get("throughput") or {}).get("rates", {})),
             "backbone_lr_mult": clf.config_.train.backbone_lr_mult,
             "label_smoothing": clf.config_.train.label_smoothing, "backbone": clf.config_.model.backbone}
 

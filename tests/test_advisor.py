@@ -33,7 +33,6 @@ from shoulders.advisor.matrix import matrix_text, save_matrix_png
 from shoulders.advisor.measure import distances_by_block, sample_indices
 from shoulders.advisor.rules import probe_depth, statistics_depth
 from shoulders.cli import main
-from shoulders.config import RunConfig
 from shoulders.data import load_data, resolve_data_config
 from shoulders.models import WeightsInfo, WeightsUnavailableError
 

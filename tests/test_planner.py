@@ -328,9 +328,20 @@ def test_stretch_only_under_a_budget_whose_epochs_the_planner_chose():
 
     assert stretch({"budget_seconds": 120, "epochs_fixed": False}) == MAX_STRETCH
     assert stretch({"budget_seconds": 120, "epochs_fixed": True}) == 1.0
+    assert stretch({"budget_seconds": 120, "epochs_fixed": False, "at_plateau": True}) == 1.0
     assert stretch({"budget_seconds": None, "epochs_fixed": False}) == 1.0 and stretch(None) == 1.0
     recipe = plan_recipe(_facts(), _throughput(), budget=300, anchor_error=0.2, fixed=Constraints(epochs=5))
     assert recipe.epochs_fixed and not plan_recipe(_facts(), _throughput(), budget=300, anchor_error=0.2).epochs_fixed
+
+
+def test_a_plan_that_stops_at_its_plateau_is_not_stretched_to_fill_the_budget():
+    from shoulders.planner.timing import stretch
+
+    short = plan_recipe(_facts(), _throughput(), budget=60, anchor_error=0.2, augment="light")
+    roomy = plan_recipe(_facts(), _throughput(), budget=7200, anchor_error=0.2, augment="light")
+    assert not short.at_plateau and stretch(short.to_dict()) > 1.0  # the budget bounds it: faster steps may use it
+    assert roomy.at_plateau and roomy.predicted_seconds < 0.5 * 7200 and stretch(roomy.to_dict()) == 1.0
+    assert any("plateau" in r and "will not lengthen" in r for r in roomy.reasons)
 
 
 def test_keeper_state_survives_a_checkpoint():

@@ -115,8 +115,8 @@ def test_a_run_with_test_time_augmentation_is_served_with_it(tmp_path: Path, ima
     x, y, classes = colour_images(6)
     cfg = RunConfig()
     cfg.data.hflip = True  # trained with flips: the flipped views are among the run's views
-    clf = TransferClassifier(backbone=TINY, strategy="frozen", pretrained=False, image_size=32, progress=False,
-                             config=cfg).fit(x, np.asarray(classes)[y], out_dir=tmp_path / "run")
+    TransferClassifier(backbone=TINY, strategy="frozen", pretrained=False, image_size=32, progress=False,
+                       config=cfg).fit(x, np.asarray(classes)[y], out_dir=tmp_path / "run")
     served = ServedModel(tmp_path / "run")
     assert served.views and len(served.views) > 1
     with TestClient(create_app(served)) as client:

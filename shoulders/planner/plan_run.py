@@ -4,7 +4,7 @@ the recipe (what ``TransferClassifier.fit`` hands to the resolution step)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from torch import nn
 
@@ -13,7 +13,7 @@ from . import gains
 from .data_facts import DataFacts, data_facts
 from .probe import measure_throughput
 from .search import CANDIDATE_DEPTHS, Constraints, Recipe, budget_table, plan_recipe, useful_sizes
-from .throughput import Throughput
+from .throughput import OPTIMISTIC_EXPONENT, Throughput
 
 
 @dataclass
@@ -49,21 +49,76 @@ def measure(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInput
     """The data's facts and this machine's throughput at every input size the plan will consider."""
     facts = data_facts(splits, quadrant=advice.quadrant, similarity=advice.similarity, seed=seed)
     sizes = [inputs.fixed.image_size] if inputs.fixed.image_size else useful_sizes(facts)[0]
+    return facts, _throughput(splits, model, advice, inputs, sizes)
+
+
+def _throughput(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInputs, sizes: Sequence[int],
+                cached_only: Sequence[int] = (), loading: bool = True) -> Throughput:
+    """The probe at ``sizes`` (and the cache's figures at ``cached_only``); ``loading``: time the loader too."""
     depths = [inputs.fixed.depth] if inputs.fixed.depth else list(CANDIDATE_DEPTHS)
-    tp = measure_throughput(model, sizes=sizes, depths=depths, batch_size=inputs.batch_size, device=inputs.device,
-                            precision=inputs.precision, channels_last=inputs.channels_last, backbone=inputs.backbone,
-                            samples=splits.train, augment=advice.plan.augment, workers=inputs.workers)
-    return facts, tp
+    return measure_throughput(model, sizes=sizes, depths=depths, batch_size=inputs.batch_size, device=inputs.device,
+                              precision=inputs.precision, channels_last=inputs.channels_last,
+                              backbone=inputs.backbone, samples=splits.train if loading else None,
+                              augment=advice.plan.augment, workers=inputs.workers, cached_only=cached_only)
+
+
+def probe_as_needed(sizes: Sequence[int], measure: Callable[[list[int], bool], Throughput],
+                    plan: Callable[[Throughput, list[int]], Recipe], *,
+                    exponent: float | None) -> tuple[Throughput, Recipe]:
+    """Probe the smallest of ``sizes`` (and take the cached ones), then only the sizes the search still wants.
+
+    Every size not probed is planned at ``Throughput.optimistic`` (``exponent``: how fast costs at least grow with
+    the side). While the search picks such a size, or ranks one best, it is probed and the search runs again; when
+    both are measured, no unprobed size can do better at its true, slower speed, so the plan equals the one with
+    every size probed — without the probe time a short budget cannot spare (at 2 minutes on 2 cores, probing 64-160
+    px took 30-40 s of the 120). ``exponent=None`` (a GPU, where steps take milliseconds) probes every size at once.
+    ``measure(sizes, first)`` → their throughput (``first``: also what the cache has of the rest); ``plan(tp, sizes)``
+    → the recipe over ``sizes`` (the probe time ``tp.seconds`` counted as spent)."""
+    sizes = sorted(set(sizes))
+    if exponent is None or len(sizes) == 1:
+        tp = measure(sizes, True)
+        return tp, plan(tp, sizes)
+    tp = measure(sizes[:1], True)
+    while True:
+        recipe = plan(tp.optimistic(sizes, exponent), sizes)
+        wanted = {recipe.image_size} | {a["image_size"] for a in recipe.alternatives[:1]}
+        missing = sorted(wanted - set(tp.rates))
+        if not missing:
+            break
+        tp = tp.merged(measure(missing, False))
+    probed = sorted(tp.rates)
+    recipe = plan(tp, probed)
+    skipped = [s for s in sizes if s not in tp.rates]
+    if skipped:
+        recipe.reasons.append(f"{', '.join(map(str, skipped))} px not probed: even at an optimistic speed (cost "
+                              f"growing as size^{exponent:g} from {max(s for s in probed if s < skipped[0])} px, "
+                              "slower growth than measured on any CPU here) no recipe at them beats this plan")
+    return tp, recipe
+
+
+def probe_exponent(device: str) -> float | None:
+    """The lower bound on cost growth that lets a CPU plan skip probing sizes (``None``: probe every size)."""
+    from ..train import resolve_device
+
+    return OPTIMISTIC_EXPONENT if resolve_device(device).type == "cpu" else None
 
 
 def plan_for_run(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInputs, *, budget: float | None,
                  spent: float, seed: int = 0) -> tuple[Recipe, DataFacts, Throughput]:
     """The recipe for this run; ``spent`` (advice so far) and the throughput probe count against ``budget``."""
-    facts, tp = measure(splits, model, advice, inputs, seed)
+    facts = data_facts(splits, quadrant=advice.quadrant, similarity=advice.similarity, seed=seed)
     anchor = anchor_error(advice, facts.native.median, facts.train_images)
-    recipe = plan_recipe(facts, tp, budget=budget, anchor_error=anchor,
-                         spent=spent + tp.seconds, batch_size=inputs.batch_size, augment=advice.plan.augment,
-                         device_label=device_label(inputs.device), fixed=inputs.fixed)
+    sizes = [inputs.fixed.image_size] if inputs.fixed.image_size else useful_sizes(facts)[0]
+    def probe(wanted: list[int], first: bool) -> Throughput:  # the first probe also times the loader
+        rest = [s for s in sizes if s not in wanted] if first else []
+        return _throughput(splits, model, advice, inputs, wanted, cached_only=rest, loading=first)
+
+    def plan(tp: Throughput, considered: list[int]) -> Recipe:
+        return plan_recipe(facts, tp, budget=budget, anchor_error=anchor, spent=spent + tp.seconds,
+                           batch_size=inputs.batch_size, augment=advice.plan.augment, sizes=considered,
+                           device_label=device_label(inputs.device), fixed=inputs.fixed)
+
+    tp, recipe = probe_as_needed(sizes, probe, plan, exponent=probe_exponent(inputs.device))
     return recipe, facts, tp
 
 

@@ -52,7 +52,7 @@ def _seconds_each(transform: Any, images: list[Any]) -> float:
 def measure_throughput(model: nn.Module, *, sizes: Sequence[int], depths: Sequence[int], batch_size: int,
                        device: str, precision: str, channels_last: bool, backbone: str, samples: Samples | None = None,
                        augment: str = "none", workers: int = 0, cache_dir: str | Path | None = None,
-                       use_cache: bool = True) -> Throughput:
+                       use_cache: bool = True, cached_only: Sequence[int] = ()) -> Throughput:
     """Images/s of the real ``model`` at each of ``sizes``: full and partial training steps, frozen features,
     evaluation; from the cache in ``cache_dir`` (default: the user cache) when this machine measured them before.
 
@@ -66,6 +66,7 @@ def measure_throughput(model: nn.Module, *, sizes: Sequence[int], depths: Sequen
         samples: training images, to time decoding + transforms per image (skipped when ``None``).
         augment: the training augmentation (its transform is timed).
         workers: loader processes (0: loading adds to each step; more: it overlaps).
+        cached_only: more sizes, taken only where the cache has them (free); loading is timed at these too.
     """
     dev = resolve_device(device)
     train_precision = resolve_precision(precision, dev)
@@ -80,9 +81,9 @@ def measure_throughput(model: nn.Module, *, sizes: Sequence[int], depths: Sequen
                              channels_last=channels_last, trainable=_set_trainable)
 
     with torch.random.fork_rng():  # the probe's random batches must not move the run's random streams
-        tp = probe_throughput(model, sizes, identity=identity, cache=cache, measure=measure)
+        tp = probe_throughput(model, sizes, identity=identity, cache=cache, measure=measure, cached_only=cached_only)
     if samples is not None and len(samples):
-        tp.loading = load_costs(samples, model.backbone, sizes, augment)
+        tp.loading = load_costs(samples, model.backbone, [*sizes, *cached_only], augment)
         tp.load_seconds = tp.loading[max(tp.loading)]["train"]  # the figure for a size not measured
     tp.workers = workers
     return tp

@@ -11,7 +11,7 @@ linear probe that initialises the head) + training epochs (each with its validat
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Sequence
 
 from . import gains
@@ -90,6 +90,9 @@ class Recipe:
     reasons: list[str] = field(default_factory=list)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     epochs_fixed: bool = False  # the user set the epochs: the trainer may shorten the schedule, never lengthen it
+    # a longer schedule of the same recipe would have fitted but was expected to gain under TIE_POINTS: the plan
+    # stopped at the plateau, and the trainer must not lengthen it to fill the budget
+    at_plateau: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -260,14 +263,23 @@ def plan_recipe(facts: DataFacts, tp: Throughput, *, budget: float | None, ancho
     if c.probe_init:
         reasons.append("head initialised from the linear probe on frozen features (LP-FT)")
     ranked = sorted((e for e in estimates if e.total <= limit), key=lambda e: -e.accuracy)[:5]
+    at_plateau = c.strategy != "frozen" and any(
+        e.total <= limit and e.candidate.epochs > c.epochs and e.candidate == replace(c, epochs=e.candidate.epochs)
+        for e in estimates)
+    if at_plateau:
+        margin = TIE_POINTS if budget is not None else PLATEAU_POINTS
+        reasons.append(f"{c.epochs} epochs: longer schedules fit but are expected to gain under {margin:g} points "
+                       "(the plateau), so the trainer will not lengthen it to fill the budget")
     return Recipe(strategy=c.strategy, image_size=c.image_size, epochs=c.epochs, trainable_blocks=c.depth,
                   augment=c.augment, head_init="probe" if c.probe_init else "default",
                   warmup_epochs=warmup_epochs(c.epochs), predicted_seconds=round(pick.total, 1),
                   seconds={k: round(v, 1) for k, v in pick.seconds.items()},
                   expected_accuracy=round(pick.accuracy, 4), budget_seconds=budget,
                   summary=describe(pick, tp, device_label), reasons=reasons, epochs_fixed=fixed.epochs is not None,
-                  alternatives=[{"recipe": e.candidate.label(), "seconds": round(e.total, 1),
-                                 "expected_accuracy": round(e.accuracy, 4)} for e in ranked])
+                  at_plateau=at_plateau,
+                  alternatives=[{"recipe": e.candidate.label(), "image_size": e.candidate.image_size,
+                                 "seconds": round(e.total, 1), "expected_accuracy": round(e.accuracy, 4)}
+                                for e in ranked])
 
 
 def warmup_epochs(epochs: int) -> float:

@@ -1,11 +1,11 @@
 """How fast this machine runs the real model: a few timed steps per candidate resolution, cached per machine.
 
 The planner predicts a run's duration from images/second measured here, not from a table: a training step of the
-full network and of each partial depth, the frozen strategy's feature extraction, and evaluation, at each
-candidate input size. The figures are cached in the user cache directory, keyed by everything that changes them
-(CPU model and cores or GPU name, torch version, backbone, device, precision, channels_last, batch size), so the
-second plan on a machine costs nothing. :class:`Throughput` is a plain value: tests and callers that know their
-speeds build one directly instead of measuring.
+full network and of each partial depth, the frozen strategy's feature extraction, and evaluation, at the candidate
+input sizes the search needs (``plan_run.probe_as_needed``). The figures are cached in the user cache directory,
+keyed by everything that changes them (CPU model and cores or GPU name, torch version, backbone, device,
+precision, channels_last, batch size), so the second plan on a machine costs nothing. :class:`Throughput` is a
+plain value: tests and callers that know their speeds build one directly instead of measuring.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,6 +33,12 @@ CACHE_NAME = "throughput.json"
 # below the fine-tuned recipe a quiet probe planned).
 CONTENDED_SHARE = 0.7
 JUDGED_AFTER = 0.05  # seconds: a shorter measurement is too short for its CPU share to say anything
+# How fast a CPU's cost per image at least grows with the input side, for sizes not probed yet: from 64 px on the
+# 2-core benchmark machine (Lite0, batch 64; ln cost ratio / ln side ratio) the exponent is 1.22-1.79 over full and
+# partial training steps, features and evaluation at 96-160 px (the probe cache) and 1.32-1.55 at 112 px over fp32,
+# bf16 and channels_last (results/throughput-full.json); it grows with the size as per-step overheads stop mattering.
+# An unprobed size is planned as if its cost grew only linearly: no slower than it can be (see probe_as_needed).
+OPTIMISTIC_EXPONENT = 1.0
 
 
 @dataclass
@@ -60,7 +66,7 @@ class Throughput:
         workers: the loader's worker processes.
         identity: what the figures are valid for (machine, torch, backbone, device, precision, layout, batch).
         seconds: what measuring them cost now (0 when they came from the cache).
-        source: ``measured`` | ``cache`` | ``given``.
+        source: ``measured`` | ``cache`` | ``given`` (``measured (contended, …)`` with what ``contended`` lists).
     """
 
     rates: dict[int, Rates]
@@ -70,6 +76,7 @@ class Throughput:
     identity: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     source: str = "given"
+    contended: list[str] = field(default_factory=list)  # the sizes measured on a busy CPU (not cached)
 
     def rates_at(self, size: int) -> tuple[Rates, float]:
         """The rates at ``size``, or at the nearest measured size scaled by pixel count (and that scale)."""
@@ -103,6 +110,28 @@ class Throughput:
 
     def images_per_second(self, size: int, task: str) -> float:
         return 1.0 / self.per_image(size, task)
+
+    def optimistic(self, sizes: Sequence[int], exponent: float) -> "Throughput":
+        """A copy with rates at each of ``sizes`` not measured: the nearest smaller measured size's, scaled by
+        (smaller / size) ** ``exponent`` — no slower than the size can be where costs grow at least that fast."""
+        rates = dict(self.rates)
+        for size in sizes:
+            below = [s for s in self.rates if s < size]
+            if size in rates or not below:
+                continue
+            base = self.rates[max(below)]
+            f = (base.size / size) ** exponent
+            rates[size] = Rates(size, {k: v * f for k, v in base.train.items()}, base.features * f,
+                                base.evaluate * f, base.warmup_seconds)
+        return replace(self, rates=rates)
+
+    def merged(self, other: "Throughput") -> "Throughput":
+        """These rates and ``other``'s (a later probe of more sizes); loading from whichever has it."""
+        contended = self.contended + other.contended
+        measured = any(s.source.startswith("measured") for s in (self, other))
+        return replace(self, rates={**self.rates, **other.rates}, loading=self.loading or other.loading,
+                       seconds=round(self.seconds + other.seconds, 2), contended=contended,
+                       source=_source(measured, contended) if measured else self.source)
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rates": {str(k): asdict(v) for k, v in self.rates.items()},
@@ -249,12 +278,18 @@ def cpu_share(measure: Callable[[int], Rates], size: int, threads: int) -> tuple
 
 
 def probe_throughput(model: nn.Module, sizes: Sequence[int], *, identity: dict[str, Any], cache: ThroughputCache | None,
-                     measure: Callable[[int], Rates], load_seconds: float = 0.0, workers: int = 0) -> Throughput:
+                     measure: Callable[[int], Rates], load_seconds: float = 0.0, workers: int = 0,
+                     cached_only: Sequence[int] = ()) -> Throughput:
     """Rates at every size in ``sizes``, from the cache where present, else from ``measure(size)`` — then cached,
-    unless the CPU was contended while it ran (see ``CONTENDED_SHARE``; the Throughput's source says so)."""
+    unless the CPU was contended while it ran (see ``CONTENDED_SHARE``; the Throughput's source says so) — and at
+    those of ``cached_only`` that the cache has (free)."""
     start = time.perf_counter()
     depths = identity.get("depths", [])
     rates, measured, contended = {}, False, []
+    for size in sorted(set(cached_only) - set(sizes)) if cache else []:
+        found = cache.get(identity, size, depths)
+        if found is not None:
+            rates[size] = found
     for size in sorted(set(sizes)):
         found = cache.get(identity, size, depths) if cache else None
         if found is None:
@@ -269,7 +304,11 @@ def probe_throughput(model: nn.Module, sizes: Sequence[int], *, identity: dict[s
                 cache.put(identity, found)
         rates[size] = found
     seconds = round(time.perf_counter() - start, 2) if measured else 0.0
-    source = "measured" if measured else "cache"
+    return Throughput(rates, load_seconds, workers, identity=identity, seconds=seconds,
+                      source=_source(measured, contended), contended=contended)
+
+
+def _source(measured: bool, contended: list[str]) -> str:
     if contended:
-        source = "measured (contended, not cached: " + "; ".join(contended) + ")"
-    return Throughput(rates, load_seconds, workers, identity=identity, seconds=seconds, source=source)
+        return "measured (contended, not cached: " + "; ".join(contended) + ")"
+    return "measured" if measured else "cache"

@@ -31,8 +31,11 @@ def deadline(start: float, recipe: dict[str, Any] | None) -> float | None:
 
 def stretch(recipe: dict[str, Any] | None) -> float:
     """How much longer than planned the schedule may grow: MAX_STRETCH under a budget whose epochs the planner
-    chose; 1 when the user fixed the epochs or gave no budget (the plateau recipe is not stretched)."""
-    if not recipe or not recipe.get("budget_seconds") or recipe.get("epochs_fixed", True):
+    chose to fill it; 1 when the user fixed the epochs, gave no budget, or the plan stopped at its plateau with time
+    to spare (lengthening it spent up to 1.4x the predicted time for no expected gain: Fashion-MNIST 100/class,
+    full@64 at 10 min, planner_runs.json 2026-12-01 22:23)."""
+    if not recipe or not recipe.get("budget_seconds") or recipe.get("epochs_fixed", True) \
+            or recipe.get("at_plateau"):
         return 1.0
     return MAX_STRETCH
 
