@@ -48,8 +48,12 @@ def measure(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInput
             seed: int = 0) -> tuple[DataFacts, Throughput]:
     """The data's facts and this machine's throughput at every input size the plan will consider."""
     facts = data_facts(splits, quadrant=advice.quadrant, similarity=advice.similarity, seed=seed)
-    sizes = [inputs.fixed.image_size] if inputs.fixed.image_size else useful_sizes(facts)[0]
-    return facts, _throughput(splits, model, advice, inputs, sizes)
+    return facts, _throughput(splits, model, advice, inputs, _candidate_sizes(facts, inputs))
+
+
+def _candidate_sizes(facts: DataFacts, inputs: PlanInputs) -> list[int]:
+    """The user's input size, or the sizes the data makes useful."""
+    return [inputs.fixed.image_size] if inputs.fixed.image_size else useful_sizes(facts)[0]
 
 
 def _throughput(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInputs, sizes: Sequence[int],
@@ -108,7 +112,8 @@ def plan_for_run(splits: DataSplits, model: nn.Module, advice: Any, inputs: Plan
     """The recipe for this run; ``spent`` (advice so far) and the throughput probe count against ``budget``."""
     facts = data_facts(splits, quadrant=advice.quadrant, similarity=advice.similarity, seed=seed)
     anchor = anchor_error(advice, facts.native.median, facts.train_images)
-    sizes = [inputs.fixed.image_size] if inputs.fixed.image_size else useful_sizes(facts)[0]
+    sizes = _candidate_sizes(facts, inputs)
+
     def probe(wanted: list[int], first: bool) -> Throughput:  # the first probe also times the loader
         rest = [s for s in sizes if s not in wanted] if first else []
         return _throughput(splits, model, advice, inputs, wanted, cached_only=rest, loading=first)

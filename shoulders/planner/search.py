@@ -90,8 +90,8 @@ class Recipe:
     reasons: list[str] = field(default_factory=list)
     alternatives: list[dict[str, Any]] = field(default_factory=list)
     epochs_fixed: bool = False  # the user set the epochs: the trainer may shorten the schedule, never lengthen it
-    # a longer schedule of the same recipe would have fitted but was expected to gain under TIE_POINTS: the plan
-    # stopped at the plateau, and the trainer must not lengthen it to fill the budget
+    # a longer schedule of the same recipe would have fitted but was expected to gain too little to be chosen: the
+    # plan stopped at the plateau, and the trainer must not lengthen it to fill the budget
     at_plateau: bool = False
 
     def to_dict(self) -> dict[str, Any]:
