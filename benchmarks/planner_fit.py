@@ -11,7 +11,8 @@ data set keeping its own level), so that no single benchmark decides a rule:
 - strategy: full fine-tuning's error / the frozen head's at 64 px, per data set;
 - depth: partial top-k against full at about equal wall time.
 
-Errors get half a test image added (e + 0.5 / n_test) so that a perfect score does not become log 0.
+Errors get half a test image added (e + 0.5 / n_test) so that a perfect score does not become log 0. Rows of
+several seeds (``--seeds``) are pooled first: their mean accuracy over all their test images.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import numpy as np
 
 from benchmarks import common
 
-NATIVE = {"fashion-10": 28, "fashion-100": 28, "digits": 8, "photos": 64}
+NATIVE = {"fashion-10": 28, "fashion-100": 28, "digits": 8, "photos": 64, "photos-2400": 64}
 HALVES = tuple(float(h) for h in np.geomspace(5, 2000, 60))
 POWERS = (0.5, 0.75, 1.0, 1.5, 2.0)
 LIMITS = (2.0, 4.0, 8.0, 16.0)
@@ -38,6 +39,20 @@ def _error(row: dict[str, Any]) -> float:
 
 def _train_images(row: dict[str, Any]) -> int:
     return int(row["sizes"].split("/")[0])
+
+
+def pooled(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per configuration: the seeds' mean test accuracy, counted over all their test images."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        groups[(r["dataset"], r["strategy"], r["image_size"], r["epochs"])].append(r)
+    out = []
+    for group in groups.values():
+        train, val, test = group[0]["sizes"].split("/")
+        out.append({**group[0], "test_accuracy": float(np.mean([r["test_accuracy"] for r in group])),
+                    "seconds": float(np.median([r["seconds"] for r in group])), "seeds": len(group),
+                    "sizes": f"{train}/{val}/{int(test) * len(group)}"})
+    return out
 
 
 def fit_schedule(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,8 +97,13 @@ def fit_resolution(rows: list[dict[str, Any]]) -> dict[str, Any]:
             if best is None or sse < best[0] - 1e-9:
                 best = (sse, limit, slope)
         sse, limit, slope = best  # type: ignore[misc]
+        by_set_factor = {}
+        for name in {n for n, _, _ in pairs}:
+            x = np.array([math.log2(max(min(s, limit * NATIVE[n]), 64) / 64) for n, s, _ in pairs if n == name])
+            y = np.array([d for n, _, d in pairs if n == name])
+            by_set_factor[name] = round(2 ** float(x @ y / (x @ x)), 3) if x @ x > 0 else None
         out[kind] = {"factor_per_doubling": round(2 ** slope, 3), "limit_x_native": limit, "sse": round(sse, 4),
-                     "pairs": [(n, s, round(d, 3)) for n, s, d in pairs]}
+                     "by_set": by_set_factor, "pairs": [(n, s, round(d, 3)) for n, s, d in pairs]}
     return out
 
 
@@ -111,7 +131,7 @@ def depth_at_equal_time(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def fit_and_print(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    rows = [r for r in rows if "error" not in r and r.get("test_accuracy") is not None]
+    rows = pooled([r for r in rows if "error" not in r and r.get("test_accuracy") is not None])
     fitted = {"schedule": fit_schedule(rows), "resolution": fit_resolution(rows),
               "full_over_frozen_error": strategy_ratios(rows), "depth_equal_time": depth_at_equal_time(rows)}
     (common.RESULTS_DIR / "planner_fit.json").write_text(json.dumps(fitted, indent=1) + "\n")

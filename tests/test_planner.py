@@ -323,6 +323,28 @@ def test_keeper_lengthens_a_second_time_when_the_steps_speed_up_after_the_first(
     assert [r["direction"] for r in steady.replans].count("longer") <= 2
 
 
+def test_keeper_rides_out_a_short_slow_spell_in_a_long_run_but_follows_a_lasting_one():
+    from shoulders.planner.schedule import BudgetKeeper
+
+    def run(slow_steps: int):
+        """2 000 steps planned at 0.1 s (200 s) against a 210 s deadline; ``slow_steps`` steps from step 900 at
+        0.3 s."""
+        clock = _FakeClock(0.1)
+        keeper = BudgetKeeper(2000, 50, deadline=210.0, clock=clock, steps_per_epoch=500, max_steps=2000)
+        while not keeper.finished:
+            for _batch in keeper.limit(range(500)):
+                clock.step_seconds = 0.3 if 900 <= keeper.done < 900 + slow_steps else 0.1
+                clock.tick()
+            keeper.evaluation_done(0.0)
+        return keeper, clock
+
+    spell, clock = run(40)  # 40 slow steps cost 8 s, which the 10 s of margin holds: nothing to re-plan
+    assert spell.replans == [] and spell.total_steps == 2000 and clock.now <= 210.0
+    lasting, clock = run(5000)  # slow from step 900 to the end: shortened, still on time, decay complete
+    assert [r["direction"] for r in lasting.replans][:1] == ["shorter"] and lasting.total_steps < 1400
+    assert clock.now <= 210.0 * 1.1 and lasting(lasting.total_steps - 1) < 0.05
+
+
 def test_stretch_only_under_a_budget_whose_epochs_the_planner_chose():
     from shoulders.planner.timing import MAX_STRETCH, stretch
 
@@ -522,6 +544,20 @@ def test_chosen_depth_follows_the_data_and_the_budget():
     assert large_tiny.strategy == "frozen"  # 16 000 images in 50 s: not one epoch of fine-tuning fits
     assert (large_tight.strategy, large_tight.trainable_blocks) == ("partial", 4)  # its cheaper steps fit the budget
     assert large_roomy.strategy == "full"
+
+
+def test_small_imagenet_like_data_keeps_the_frozen_head_and_takes_the_resolution_it_measured():
+    """Quadrant 4 (photos-2400's evidence, gains.py): fine-tuning doubles the frozen head's error at 64 px, and
+    input size pays there far more than on small, different data."""
+    from shoulders.planner import gains
+
+    tp = _throughput()
+    similar = plan_recipe(_facts(per_class=40, native=64, quadrant=4), tp, budget=120, anchor_error=0.01)
+    different = plan_recipe(_facts(per_class=40, native=64, quadrant=3), tp, budget=120, anchor_error=0.01)
+    assert similar.strategy == "frozen" and similar.image_size >= 160
+    assert different.strategy != "frozen"
+    assert gains.resolution_factor(224, 64, "frozen", similar=True) < 0.5 * gains.resolution_factor(224, 64, "frozen")
+    assert gains.depth_factor(2, similar=True) > gains.depth_factor(4, similar=True) > 1.0
 
 
 def test_the_anchor_follows_the_training_set_size_it_was_fitted_on() -> None:

@@ -37,7 +37,8 @@ def anchor_error(advice: Any, native: float, train_images: int) -> float:
     if value is None or value != value:  # not measured (NaN): a neutral guess, and the reasons say it is one
         return 0.2
     error = max(1.0 - float(value), 0.005) * gains.probe_to_frozen(train_images)
-    return error / gains.resolution_factor(int(advice.image_size or gains.REFERENCE_SIZE), native, "frozen")
+    return error / gains.resolution_factor(int(advice.image_size or gains.REFERENCE_SIZE), native, "frozen",
+                                           similar=getattr(advice, "quadrant", 1) in (2, 4))
 
 
 def device_label(device: str) -> str:
