@@ -78,6 +78,15 @@ def fit_schedule(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "groups": {f"{k[0]} {k[1]} px": sorted(v) for k, v in groups.items()}}
 
 
+def _slope(pairs: list[tuple[str, int, float]], limit: float) -> tuple[float | None, float]:
+    """Least-squares slope of log2 error against useful doublings above 64 px (through 0; ``None`` where no pair
+    has any), and its residual."""
+    x = np.array([math.log2(max(min(s, limit * NATIVE[n]), 64) / 64) for n, s, _ in pairs])
+    y = np.array([d for _, _, d in pairs])
+    slope = float(x @ y / (x @ x)) if x @ x > 0 else None
+    return slope, float(np.sum((y - (slope or 0.0) * x) ** 2))
+
+
 def fit_resolution(rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind, keep in (("finetune", lambda r: r["strategy"] == "full" and r["epochs"] == 10),
@@ -90,18 +99,15 @@ def fit_resolution(rows: list[dict[str, Any]]) -> dict[str, Any]:
                  for size, le in sizes.items() if size != 64]
         best = None
         for limit in LIMITS:
-            x = np.array([math.log2(max(min(s, limit * NATIVE[n]), 64) / 64) for n, s, _ in pairs])
-            y = np.array([d for _, _, d in pairs])
-            slope = float(x @ y / (x @ x)) if x @ x > 0 else 0.0
-            sse = float(np.sum((y - slope * x) ** 2))
+            slope, sse = _slope(pairs, limit)
+            slope = slope or 0.0
             if best is None or sse < best[0] - 1e-9:
                 best = (sse, limit, slope)
         sse, limit, slope = best  # type: ignore[misc]
         by_set_factor = {}
         for name in {n for n, _, _ in pairs}:
-            x = np.array([math.log2(max(min(s, limit * NATIVE[n]), 64) / 64) for n, s, _ in pairs if n == name])
-            y = np.array([d for n, _, d in pairs if n == name])
-            by_set_factor[name] = round(2 ** float(x @ y / (x @ x)), 3) if x @ x > 0 else None
+            own, _ = _slope([p for p in pairs if p[0] == name], limit)
+            by_set_factor[name] = round(2 ** own, 3) if own is not None else None
         out[kind] = {"factor_per_doubling": round(2 ** slope, 3), "limit_x_native": limit, "sse": round(sse, 4),
                      "by_set": by_set_factor, "pairs": [(n, s, round(d, 3)) for n, s, d in pairs]}
     return out

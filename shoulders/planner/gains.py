@@ -181,6 +181,14 @@ def schedule_factor(steps: float, reference_steps: float, train_images: int = 10
     return (1 + (half / max(steps, 1.0)) ** power) / (1 + (half / max(reference_steps, 1.0)) ** power)
 
 
+SIMILAR_QUADRANTS = (2, 4)  # the size-similarity matrix's ImageNet-like cells (advisor.plan.QUADRANTS, similar=True)
+
+
+def is_similar(quadrant: int) -> bool:
+    """Whether the advisor's ``quadrant`` holds ImageNet-like data (its own resolution and depth factors)."""
+    return quadrant in SIMILAR_QUADRANTS
+
+
 def resolution_factor(size: int, native: float, kind: str, train_images: int = 1000, similar: bool = False) -> float:
     """Error at ``size`` relative to 64 px: × the kind's factor per doubling, up to UPSAMPLE_LIMIT × native; a
     fine-tune's factor falls from the small-data value to the large-data one as the training set grows; ImageNet-like
@@ -199,13 +207,13 @@ def expected_error(*, anchor_error: float, quadrant: int, strategy: str, depth: 
                    native: float, steps: float, reference_steps: float, probe_init: bool,
                    train_images: int = 1000) -> float:
     """The model's expected test error of one recipe (see the module docstring)."""
-    similar = quadrant in (2, 4)
+    similar = is_similar(quadrant)
     if strategy == "frozen":
         return anchor_error * resolution_factor(size, native, "frozen", similar=similar)
     error = anchor_error * STRATEGY_FACTOR[quadrant].value * resolution_factor(size, native, "finetune",
                                                                                train_images, similar)
     if strategy == "partial" and depth is not None:
-        error *= depth_factor(depth, similar=quadrant in (2, 4), small_different=quadrant == 3)
+        error *= depth_factor(depth, similar=similar, small_different=quadrant == 3)
     error *= schedule_factor(steps, reference_steps, train_images)
     return error * (PROBE_INIT_FACTOR.value if probe_init else 1.0)
 

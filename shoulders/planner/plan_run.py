@@ -38,7 +38,7 @@ def anchor_error(advice: Any, native: float, train_images: int) -> float:
         return 0.2
     error = max(1.0 - float(value), 0.005) * gains.probe_to_frozen(train_images)
     return error / gains.resolution_factor(int(advice.image_size or gains.REFERENCE_SIZE), native, "frozen",
-                                           similar=getattr(advice, "quadrant", 1) in (2, 4))
+                                           similar=gains.is_similar(getattr(advice, "quadrant", 1)))
 
 
 def device_label(device: str) -> str:

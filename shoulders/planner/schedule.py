@@ -16,6 +16,7 @@ epoch stops at the new last step.
 from __future__ import annotations
 
 import math
+import statistics
 import time
 from typing import Any, Callable, Iterable, Iterator
 
@@ -125,8 +126,7 @@ class BudgetKeeper:
             return
         remaining = self.total_steps - self.done
         window = max(RECENT_STEPS, int(RECENT_SHARE * remaining))
-        recent = sorted(self._step_seconds[-window:])
-        per_step = recent[len(recent) // 2]  # median of the recent steps: robust to one slow batch
+        per_step = statistics.median_high(self._step_seconds[-window:])  # robust to one slow batch
         evals = math.ceil(remaining / self.steps_per_epoch)
         projected = now + remaining * per_step + evals * self._eval_seconds
         left = self.deadline - now
