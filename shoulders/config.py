@@ -69,6 +69,8 @@ class TrainConfig:
     """Optimisation and the machine it runs on."""
 
     epochs: int | None = None  # None = the plan's (the strategy's default: see `shoulders train --help`)
+    max_steps: int | None = None  # fine-tuning: stop after this many optimizer steps in all (the warm-up and decay
+    # are laid over them; the last epoch ends early); None = the plan's (a budget filled within an epoch), else all
     lr: float | None = None  # the new head's learning rate; None = the plan's
     backbone_lr_mult: float | None = None  # pretrained blocks' rate = lr × this; None = the plan's (0.1, or 1.0
     # where the data differs from ImageNet and the features must move further)

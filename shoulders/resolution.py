@@ -87,6 +87,10 @@ def check_names(config: RunConfig) -> None:
     _check_choice("inference_precision", t.inference_precision, PRECISIONS)
     _check_choice("on_bad_image", d.on_bad_image, BAD_IMAGE_POLICIES)
     _check_choice("head_init", s.head_init, HEAD_INITS)
+    if t.max_steps is not None and (isinstance(t.max_steps, bool) or not isinstance(t.max_steps, int)
+                                    or t.max_steps < 1):
+        raise ValueError(f"max_steps={t.max_steps!r} must be a positive whole number of optimizer steps "
+                         "(or None for the plan's)")
     if t.budget is not None:
         from .planner.budget import parse_budget  # torch-free
 
@@ -149,6 +153,8 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
         raise ValueError("head_solver='lbfgs' needs a linear head; drop head_hidden / head_dropout or use "
                          "head_solver='sgd'")
     t.epochs = _set(t.epochs, plan.epochs, notes, "epochs")
+    # the plan's part-epoch belongs to its own epochs: the user's epochs replace both
+    t.max_steps = _set(t.max_steps, plan.max_steps if t.epochs == plan.epochs else None, notes, "max_steps")
     t.lr = _set(t.lr, plan.lr, notes, "lr")
     t.backbone_lr_mult = _set(t.backbone_lr_mult, plan.backbone_lr_mult, notes, "backbone_lr_mult")
     t.layer_decay = 1.0 if t.layer_decay is None else t.layer_decay
@@ -172,7 +178,7 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
                      head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult, class_weight=t.class_weight,
                      reasons=reasons + notes, image_size=d.image_size,
                      head_init=s.head_init, label_smoothing=t.label_smoothing, recipe=plan.recipe,
-                     tta=tta.to_dict())
+                     tta=tta.to_dict(), max_steps=t.max_steps)
     return out, effective
 
 

@@ -43,6 +43,8 @@ def train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--head-init", help="full/partial: default | probe (LP-FT: start from the linear probe; "
                    "default: the plan's)")
     p.add_argument("--epochs", type=T.POSITIVE_INT, help=f"training epochs (default: the plan's; the strategies' own: {defaults})")
+    p.add_argument("--max-steps", type=T.POSITIVE_INT, help="fine-tuning: stop after N optimizer steps in all, the "
+                   "schedule laid over them (default: the plan's, which ends within an epoch where that fills the budget)")
     p.add_argument("--lr", type=T.positive_float(), help="learning rate of the new head (default: the plan's, "
                    f"{STRATEGIES.get('full').default_lr:g})")
     p.add_argument("--backbone-lr-mult", type=T.NON_NEGATIVE_FLOAT,

@@ -455,6 +455,39 @@ def test_trainer_lengthens_a_budgeted_schedule_when_faster_than_planned(colour_a
     assert runtime["steps_run"] == 40 and result.metrics["epochs_run"] == 10  # capped at twice the plan
 
 
+def test_max_steps_ends_the_schedule_within_an_epoch(colour_arrays):
+    """6 steps of 4-step epochs: the second epoch stops after its second step, the decay complete at step 6."""
+    import time
+
+    from shoulders import RunConfig
+    from shoulders.data import load_data, resolve_data_config
+    from shoulders.models import create_transfer_model
+    from shoulders.resolution import BackboneFacts, MachineFacts, resolve_config
+    from shoulders.strategies import create_strategy
+    from shoulders.train import fit, init_distributed
+
+    x, y, classes = colour_arrays
+    splits = load_data(x, [classes[i] for i in y], seed=0)
+    user = RunConfig().override({"strategy": "full", "epochs": 5, "max_steps": 6, "batch_size": 8, "image_size": 32,
+                                 "precision": "fp32", "progress": False})
+    model, _ = create_transfer_model(TINY, 3, pretrained=False)
+    cfg, _ = resolve_config(user, None, BackboneFacts.of(model, TINY), MachineFacts.of(init_distributed("cpu")))
+    for deadline in (None, time.perf_counter() + 600):  # alone, and under a budget that never bites
+        result = fit(model, create_strategy(cfg.strategy), splits, cfg, resolve_data_config(model, 32, None),
+                     deadline=deadline)
+        assert result.runtime["planned_steps"] == 6 and result.runtime["steps_run"] == 6
+        assert result.metrics["epochs_run"] == 2 and not result.runtime["replans"]
+
+
+def test_a_user_set_max_steps_must_be_a_positive_whole_number():
+    from shoulders import RunConfig
+    from shoulders.resolution import check_names
+
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ValueError, match=r"max_steps=.* must be a positive whole number"):
+            check_names(RunConfig().override({"max_steps": bad}))
+
+
 def test_lpft_head_at_step_zero_equals_the_linear_probe(monkeypatch):
     import torch
 
@@ -532,11 +565,43 @@ def test_cli_rejects_a_bad_budget(capsys: pytest.CaptureFixture[str]):
     assert "argument --budget: is not a duration" in capsys.readouterr().err
 
 
+def test_a_few_epoch_plan_fills_its_budget_with_part_of_an_epoch():
+    """Large data, few epochs: one whole epoch more does not fit, so the schedule ends within its last one, and the
+    prediction is the budget's (whole epochs only had planned 2 and left a third of it to the keeper)."""
+    facts, tp = _facts(per_class=2000, quadrant=1), _throughput()
+    recipe = plan_recipe(facts, tp, budget=300, anchor_error=0.2)
+    steps_per_epoch = -(-facts.train_images // 64)
+    assert recipe.steps is not None and (recipe.epochs - 1) * steps_per_epoch < recipe.steps < recipe.epochs * steps_per_epoch
+    assert 0.9 * 300 * BUDGET_SHARE < recipe.predicted_seconds <= 300 * BUDGET_SHARE
+    assert any("ends within its last one" in r for r in recipe.reasons)
+    assert f"{recipe.steps / steps_per_epoch:.1f} epochs" in recipe.summary
+    fixed = plan_recipe(facts, tp, budget=300, anchor_error=0.2, fixed=Constraints(epochs=2))
+    assert fixed.steps is None and fixed.epochs == 2  # the user's epochs are whole
+    many = plan_recipe(_facts(), tp, budget=600, anchor_error=0.2)  # many short epochs: whole ones suffice
+    assert many.steps is None and many.epochs >= 10
+
+
+def test_the_plans_part_epoch_reaches_the_config_and_yields_to_the_users_epochs():
+    from shoulders import RunConfig
+    from shoulders.advisor.plan import Plan
+    from shoulders.resolution import BackboneFacts, MachineFacts, resolve_config
+    from shoulders.models import create_transfer_model
+    from shoulders.train import init_distributed
+
+    model, _ = create_transfer_model(TINY, 3, pretrained=False)
+    facts = BackboneFacts.of(model, TINY), MachineFacts.of(init_distributed("cpu"))
+    plan = Plan(strategy="full", epochs=4, lr=1e-3, max_steps=2300)
+    planned, _ = resolve_config(RunConfig(), plan, *facts)
+    assert (planned.train.epochs, planned.train.max_steps) == (4, 2300)
+    users, effective = resolve_config(RunConfig().override({"epochs": 6}), plan, *facts)
+    assert (users.train.epochs, users.train.max_steps) == (6, None) and effective.max_steps is None
+
+
 def test_chosen_depth_follows_the_data_and_the_budget():
     tp = _throughput()
     small_different = plan_recipe(_facts(quadrant=3), tp, budget=60, anchor_error=0.2)
     large_tiny = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=50, anchor_error=0.2)
-    large_tight = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=120, anchor_error=0.2)
+    large_tight = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=60, anchor_error=0.2)
     large_roomy = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=300, anchor_error=0.2)
     # small, different data: the top 4 blocks at auto's rate beat all of them at equal time (gains.py's evidence)
     assert (small_different.strategy, small_different.trainable_blocks) == ("partial", 4)

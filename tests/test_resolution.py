@@ -45,7 +45,7 @@ class TestResolveConfig:
     def test_nothing_is_left_unset_or_auto(self) -> None:
         out, _ = resolve_config(user(strategy="frozen"), None, BACKBONE, CPU)
         resolved = {**vars(out.data), **vars(out.strategy), **vars(out.train)}
-        off_switches = {"max_per_class", "patience", "budget"}  # None is their "off" value, not "unset"
+        off_switches = {"max_per_class", "patience", "budget", "max_steps"}  # None is their "off" value, not "unset"
         assert not [k for k, v in resolved.items() if v is None and k not in off_switches]
         assert "auto" not in resolved.values()
         assert (out.data.image_size, out.data.crop_pct, out.data.batch_size) == (224, 0.875, 64)

@@ -38,6 +38,7 @@ class Plan:
     label_smoothing: float = 0.0  # the fine-tune's cross-entropy label smoothing
     recipe: dict[str, Any] | None = None  # the planner's recipe: predicted seconds by part, alternatives
     tta: dict[str, Any] | None = None  # test-time augmentation by default: on/off, views, reason, measured cost
+    max_steps: int | None = None  # fine-tuning's optimizer steps where the schedule ends within its last epoch
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

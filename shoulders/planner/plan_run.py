@@ -188,4 +188,5 @@ def planned(advice: Any, user: Any, splits: DataSplits, model: nn.Module, *, bud
     return Plan(strategy=recipe.strategy, epochs=recipe.epochs or base.epochs, lr=base.lr, augment=recipe.augment,
                 trainable_blocks=recipe.trainable_blocks, head_epochs=0, backbone_lr_mult=mult, reasons=reasons,
                 image_size=recipe.image_size, head_init=recipe.head_init, label_smoothing=smoothing,
+                max_steps=recipe.steps,
                 recipe={**recipe.to_dict(), "native_size": facts.native.to_dict(), "throughput": tp.to_dict()})

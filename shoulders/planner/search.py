@@ -24,6 +24,11 @@ CANDIDATE_DEPTHS = (2, 4)
 # Every epoch count to 30, then steps of 5 to 100: a coarser grid left up to a third of a budget unused
 # (Fashion-MNIST 100/class at 10 min planned 50 epochs when 60 did not fit: 6 min 40 s of 10 min, planner_runs.json)
 EPOCH_CHOICES = (*range(1, 31), *range(35, 101, 5))
+# Under this many epochs, one epoch is a tenth of the schedule or more: the search also considers the part of an epoch
+# that fills the budget (tenths of an epoch; the trainer stops at `train.max_steps`). With whole epochs only, a
+# 60-minute run on Fashion-MNIST 6000/class planned 3 epochs (45 min) because 4 did not fit; the budget keeper then
+# lengthened the schedule to the hour and the run took 1.30x its prediction (planner_runs.json, 2026-12-02 02:05).
+FILL_BELOW_EPOCHS = 10
 DEFAULT_BUDGET = 600.0  # without --budget: the plateau recipe, capped at 10 minutes (documented in the README)
 PLATEAU_POINTS = 0.3  # without a budget, the cheapest recipe within this many expected points of the best
 TIE_POINTS = 0.05  # with a budget, recipes this close in expected accuracy count as equal: the faster one wins
@@ -43,7 +48,7 @@ class Candidate:
 
     strategy: str  # frozen | partial | full
     image_size: int
-    epochs: int = 0  # 0 for frozen (the head solver has no epochs)
+    epochs: float = 0  # 0 for frozen (the head solver has no epochs); tenths where the schedule fills a budget
     depth: int | None = None  # partial: top blocks that train
     augment: str = "none"
     probe_init: bool = False  # LP-FT: start the new head from the linear probe on frozen features
@@ -54,7 +59,7 @@ class Candidate:
 
     def label(self) -> str:
         depth = f" top-{self.depth}" if self.strategy == "partial" else ""
-        epochs = f", {self.epochs} epoch{'s' if self.epochs != 1 else ''}" if self.strategy != "frozen" else ""
+        epochs = f", {self.epochs:g} epoch{'s' if self.epochs != 1 else ''}" if self.strategy != "frozen" else ""
         return f"{self.strategy}{depth}, {self.image_size} px{epochs}"
 
 
@@ -77,7 +82,7 @@ class Recipe:
 
     strategy: str
     image_size: int
-    epochs: int
+    epochs: int  # epochs the schedule touches (the last one may end early: ``steps``)
     trainable_blocks: int | None
     augment: str
     head_init: str  # probe (LP-FT) | default
@@ -93,6 +98,8 @@ class Recipe:
     # a longer schedule of the same recipe would have fitted but was expected to gain too little to be chosen: the
     # plan stopped at the plateau, and the trainer must not lengthen it to fill the budget
     at_plateau: bool = False
+    steps: int | None = None  # optimizer steps where the schedule ends within its last epoch (a filled budget)
+    label: str = ""  # the recipe in words: ``full, 112 px, 3.8 epochs``
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -113,8 +120,9 @@ def predict(c: Candidate, facts: DataFacts, tp: Throughput, *, spent: float, bat
         out["features"] = (facts.train_images + facts.val_images) * tp.per_image(size, "features", "eval")
         out["head"] = HEAD_SOLVER_SECONDS + HEAD_SOLVER_SECONDS_PER_IMAGE * facts.train_images
     steps = math.ceil(facts.train_images / batch_size)
-    epoch = steps * batch_size * tp.per_image(size, c.task) + facts.val_images * tp.per_image(size, "evaluate")
-    out["train"] = c.epochs * epoch + _warmup(tp, size, 3)
+    validation = facts.val_images * tp.per_image(size, "evaluate")  # after every epoch, a part-epoch's too
+    out["train"] = (c.epochs * steps * batch_size * tp.per_image(size, c.task) + math.ceil(c.epochs) * validation
+                    + _warmup(tp, size, 3))
     out["evaluate"] = facts.test_images * tp.per_image(size, "evaluate")
     return out
 
@@ -181,6 +189,26 @@ def estimate_all(facts: DataFacts, tp: Throughput, *, anchor_error: float, spent
     return [Estimate(c, predict(c, facts, tp, spent=spent, batch_size=batch_size),
                      _accuracy(c, facts, anchor_error, batch_size))
             for c in candidates(facts, sizes=sizes, depths=depths, augment=augment, fixed=fixed)]
+
+
+def filling(estimates: list[Estimate], facts: DataFacts, tp: Throughput, *, limit: float, anchor_error: float,
+            spent: float, batch_size: int) -> list[Estimate]:
+    """For each fine-tuning recipe of ``estimates`` that fits ``limit`` with part of an epoch but not with
+    FILL_BELOW_EPOCHS whole ones, the longest schedule in tenths of an epoch that fits."""
+    tenths = range(10, 10 * FILL_BELOW_EPOCHS)
+    out = []
+    for family in {replace(e.candidate, epochs=0) for e in estimates if e.candidate.strategy != "frozen"}:
+        fitting = []
+        for t in tenths:  # the time grows with the epochs: the fitting ones come first
+            c = replace(family, epochs=t / 10)
+            seconds = predict(c, facts, tp, spent=spent, batch_size=batch_size)
+            if sum(seconds.values()) > limit:
+                break
+            fitting.append((c, seconds))
+        if fitting and len(fitting) < len(tenths) and fitting[-1][0].epochs % 1:
+            c, seconds = fitting[-1]
+            out.append(Estimate(c, seconds, _accuracy(c, facts, anchor_error, batch_size)))
+    return out
 
 
 def choose(estimates: list[Estimate], budget: float | None) -> tuple[Estimate, str]:
@@ -254,9 +282,12 @@ def plan_recipe(facts: DataFacts, tp: Throughput, *, budget: float | None, ancho
         size_reason = f"input size {fixed.image_size} px set by the user"
     estimates = estimate_all(facts, tp, anchor_error=anchor_error, spent=spent, batch_size=batch_size,
                              sizes=kept, depths=depths, augment=augment, fixed=fixed)
+    limit = (budget if budget is not None else DEFAULT_BUDGET) * BUDGET_SHARE
+    if not fixed.epochs:
+        estimates += filling(estimates, facts, tp, limit=limit, anchor_error=anchor_error, spent=spent,
+                             batch_size=batch_size)
     pick, rule = choose(estimates, budget)
     c = pick.candidate
-    limit = (budget if budget is not None else DEFAULT_BUDGET) * BUDGET_SHARE
     reasons = [rule, size_reason, _depth_reason(estimates, limit),
                f"expected test accuracy ≈ {100 * pick.accuracy:.1f} % (calibrated rules; {gains.expected_note()})",
                "predicted " + ", ".join(f"{k} {v:.0f} s" for k, v in pick.seconds.items() if v > 0.5)]
@@ -268,15 +299,21 @@ def plan_recipe(facts: DataFacts, tp: Throughput, *, budget: float | None, ancho
         for e in estimates)
     if at_plateau:
         margin = TIE_POINTS if budget is not None else PLATEAU_POINTS
-        reasons.append(f"{c.epochs} epochs: longer schedules fit but are expected to gain under {margin:g} points "
+        reasons.append(f"{c.epochs:g} epochs: longer schedules fit but are expected to gain under {margin:g} points "
                        "(the plateau), so the trainer will not lengthen it to fill the budget")
-    return Recipe(strategy=c.strategy, image_size=c.image_size, epochs=c.epochs, trainable_blocks=c.depth,
+    steps_per_epoch = math.ceil(facts.train_images / batch_size)
+    part_epoch = c.epochs != int(c.epochs)
+    if part_epoch:
+        reasons.append(f"{c.epochs:g} epochs ({round(c.epochs * steps_per_epoch)} steps): a whole epoch more does "
+                       f"not fit, so the schedule ends within its last one")
+    return Recipe(strategy=c.strategy, image_size=c.image_size, epochs=math.ceil(c.epochs), trainable_blocks=c.depth,
                   augment=c.augment, head_init="probe" if c.probe_init else "default",
                   warmup_epochs=warmup_epochs(c.epochs), predicted_seconds=round(pick.total, 1),
                   seconds={k: round(v, 1) for k, v in pick.seconds.items()},
                   expected_accuracy=round(pick.accuracy, 4), budget_seconds=budget,
                   summary=describe(pick, tp, device_label), reasons=reasons, epochs_fixed=fixed.epochs is not None,
-                  at_plateau=at_plateau,
+                  at_plateau=at_plateau, steps=round(c.epochs * steps_per_epoch) if part_epoch else None,
+                  label=c.label(),
                   alternatives=[{"recipe": e.candidate.label(), "image_size": e.candidate.image_size,
                                  "seconds": round(e.total, 1), "expected_accuracy": round(e.accuracy, 4)}
                                 for e in ranked])
@@ -295,7 +332,6 @@ def budget_table(facts: DataFacts, tp: Throughput, *, anchor_error: float, spent
     for b in budgets:
         r = plan_recipe(facts, tp, budget=b, anchor_error=anchor_error, spent=spent, batch_size=batch_size,
                         augment=augment, device_label=device_label)
-        label = Candidate(r.strategy, r.image_size, r.epochs, r.trainable_blocks, r.augment).label()
-        rows.append({"budget": format_duration(b), "recipe": label + (", probe head" if r.head_init == "probe" else ""),
+        rows.append({"budget": format_duration(b), "recipe": r.label + (", probe head" if r.head_init == "probe" else ""),
                      "predicted": format_duration(r.predicted_seconds), "expected_accuracy": r.expected_accuracy})
     return rows

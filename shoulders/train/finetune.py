@@ -32,14 +32,15 @@ def fit_phases(run: RunContext, resume: bool) -> FitResult:
                                                     seed=run.config.train.seed)
     keeper = None
     for phase_index, phase in enumerate(phases):
-        if phase_index < state.phase_index or phase.epochs == 0:
+        steps = phase_steps(phases, phase_index, len(train_loader), run.config.train.max_steps)
+        if phase_index < state.phase_index or steps == 0:
             continue
         phase_info = run.strategy.apply_phase(run.model, phase)
         if phase_index >= len(state.phases):
             state.phases.append(phase_info)
         net = run.parallel(run.model)  # after apply_phase: DDP registers exactly the parameters that now train
         last = phase_index == len(phases) - 1
-        optimizer, scheduler, scaler = _optimizer(run, phase, len(train_loader), budgeted=last)
+        optimizer, scheduler, scaler = _optimizer(run, phase, len(train_loader), steps, budgeted=last)
         keeper = getattr(scheduler, "keeper", None)
         if state.optimizer is not None and phase_index == state.phase_index:
             optimizer.load_state_dict(state.optimizer)
@@ -75,17 +76,31 @@ def _epochs(phase: Phase, keeper: BudgetKeeper | None) -> int:
     return phase.epochs if keeper is None else max(phase.epochs, keeper.epochs)
 
 
-def _optimizer(run: RunContext, phase: Phase, steps_per_epoch: int, *, budgeted: bool = False) -> tuple[Any, Any, Any]:
-    """AdamW over the phase's groups and a per-step warm-up + cosine; with a deadline (the last phase of a budgeted
-    run), the schedule is a :class:`BudgetKeeper`'s, re-laid over fewer steps when the machine is slower."""
+def phase_steps(phases: list[Phase], index: int, steps_per_epoch: int, max_steps: int | None) -> int:
+    """Optimizer steps of ``phases[index]``: its epochs', within what ``max_steps`` (all phases together) leaves
+    after the phases before it."""
+    steps = phases[index].epochs * steps_per_epoch
+    if max_steps is None:
+        return steps
+    return max(0, min(steps, max_steps - sum(p.epochs for p in phases[:index]) * steps_per_epoch))
+
+
+def _optimizer(run: RunContext, phase: Phase, steps_per_epoch: int, total: int, *,
+               budgeted: bool = False) -> tuple[Any, Any, Any]:
+    """AdamW over the phase's groups and a per-step warm-up + cosine over ``total`` steps; with a deadline (the
+    last phase of a budgeted run), the schedule is a :class:`BudgetKeeper`'s, re-laid over fewer steps when the
+    machine is slower; a schedule that ends within an epoch (``max_steps``) is a keeper's without a deadline, whose
+    loader stops at the last step."""
     cfg = run.config.train
     groups = run.strategy.param_groups(run.model, cfg.lr, cfg.backbone_lr_mult, cfg.layer_decay, cfg.weight_decay)
     optimizer = torch.optim.AdamW(groups, lr=cfg.lr)
-    total, warmup = phase.epochs * steps_per_epoch, round(cfg.warmup_epochs * steps_per_epoch)
-    if budgeted and run.deadline is not None:
+    warmup = round(cfg.warmup_epochs * steps_per_epoch)
+    budgeted = budgeted and run.deadline is not None
+    if budgeted or total < phase.epochs * steps_per_epoch:
         sync = broadcast_object if run.dist.distributed else None
-        keeper = BudgetKeeper(total, warmup, deadline=run.deadline, steps_per_epoch=steps_per_epoch, sync=sync,
-                              max_steps=round(total * run.stretch))
+        keeper = BudgetKeeper(total, warmup, deadline=run.deadline if budgeted else None,
+                              steps_per_epoch=steps_per_epoch, sync=sync,
+                              max_steps=round(total * run.stretch) if budgeted else None)
         scheduler: Any = BudgetScheduler(optimizer, keeper)
     else:
         scheduler = warmup_cosine(optimizer, total, warmup)
