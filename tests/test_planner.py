@@ -269,6 +269,23 @@ def test_keeper_replans_when_slower_and_still_completes_its_decay():
     assert all(b <= a + 1e-9 for a, b in zip(factors[10:], factors[11:]))  # no jump back up after re-planning
 
 
+def test_keeper_replanning_in_the_warmup_keeps_the_full_rate_and_waits_for_a_hundredth_of_the_steps():
+    """A long run slower than planned from its first steps: the schedule shortens within the warm-up, and the
+    warm-up still climbs to the full rate (a cosine from the warm-up's factor trained a 60-minute run at 0.5 % of
+    its rate: 89.9 % instead of 94 %)."""
+    from shoulders.planner.schedule import BudgetKeeper
+
+    clock = _FakeClock(0.2)  # twice as slow as the plan (1000 steps × 0.1 s = 100 s)
+    keeper = BudgetKeeper(1000, 200, deadline=100.0, clock=clock, steps_per_epoch=100)
+    factors = _run_keeper(keeper, clock, 10, 100, eval_seconds=0.1)
+    first = keeper.replans[0]
+    assert first["at_step"] >= 10 and first["at_step"] < 200 and first["lr_factor"] < 0.1  # in the warm-up
+    assert keeper.finished and keeper.total_steps < 600 and clock.now <= 100.0 * 1.1
+    assert max(factors) > 0.95 and factors[-1] < 0.05  # the full rate reached, the decay completed
+    peak = factors.index(max(factors))
+    assert 0.1 * keeper.total_steps <= peak <= 0.3 * keeper.total_steps  # the warm-up kept its share (a fifth)
+
+
 def test_keeper_lengthens_when_faster_only_where_allowed_and_ends_on_time():
     from shoulders.planner.schedule import BudgetKeeper
 

@@ -17,10 +17,12 @@ from conftest import TINY
 SIZES = (64, 96, 112, 160, 224)
 
 
-def _rates(size: int, exponent: float) -> Rates:
-    """A CPU whose costs grow as size^exponent from 64 px (the benchmark machine: 1.2-1.8)."""
+def _rates(size: int, exponent: float, training: bool = True) -> Rates:
+    """A CPU whose costs grow as size^exponent from 64 px (the benchmark machine: 1.2-1.8); ``training=False``:
+    only the features and evaluation timed."""
     f = (64 / size) ** exponent
-    return Rates(size, {"full": 300 * f, "partial-2": 560 * f, "partial-4": 400 * f}, 1800 * f, 1300 * f, 0.3)
+    train = {"full": 300 * f, "partial-2": 560 * f, "partial-4": 400 * f} if training else {}
+    return Rates(size, train, 1800 * f, 1300 * f, 0.3)
 
 
 def _facts(per_class: int, native: float, quadrant: int = 3) -> DataFacts:
@@ -33,10 +35,10 @@ def _facts(per_class: int, native: float, quadrant: int = 3) -> DataFacts:
 def _lazy(facts: DataFacts, budget: float | None, exponent: float, probe_seconds: float = 0.0):
     probed: list[list[int]] = []
 
-    def measure(sizes: list[int], first: bool) -> Throughput:
-        probed.append(sizes)
-        return Throughput({s: _rates(s, exponent) for s in sizes}, seconds=probe_seconds * len(sizes),
-                          source="measured")
+    def measure(train: list[int], features: list[int], first: bool) -> Throughput:
+        probed.append(train + features)
+        rates = {**{s: _rates(s, exponent) for s in train}, **{s: _rates(s, exponent, False) for s in features}}
+        return Throughput(rates, seconds=probe_seconds * (len(train) + 0.2 * len(features)), source="measured")
 
     def plan(tp: Throughput, considered: list[int]):
         return plan_recipe(facts, tp, budget=budget, anchor_error=0.2, spent=5.0 + tp.seconds, augment="light",
@@ -80,15 +82,15 @@ def test_a_short_budget_probes_fewer_sizes_and_gains_their_time():
 def test_without_a_bound_every_size_is_probed_at_once():
     calls = []
 
-    def measure(sizes: list[int], first: bool) -> Throughput:
-        calls.append((sizes, first))
-        return Throughput({s: _rates(s, 2.0) for s in sizes}, source="measured")
+    def measure(train: list[int], features: list[int], first: bool) -> Throughput:
+        calls.append((train, features, first))
+        return Throughput({s: _rates(s, 2.0) for s in train}, source="measured")
 
     facts = _facts(100, 28)
     sizes = useful_sizes(facts, SIZES)[0]
     probe_as_needed(sizes, measure, lambda tp, s: plan_recipe(facts, tp, budget=120, anchor_error=0.2, sizes=s),
                     exponent=None)
-    assert calls == [(sorted(sizes), True)]
+    assert calls == [(sorted(sizes), [], True)]
 
 
 def test_optimistic_rates_are_the_smaller_size_s_scaled_and_merged_probes_add_up():
@@ -119,3 +121,53 @@ def test_the_first_probe_takes_cached_sizes_free_and_times_loading_at_all(colour
     tp = measure_throughput(model, sizes=[32], cached_only=[40, 48], samples=Samples(classes, y, arrays=x), **kwargs)
     assert sorted(tp.rates) == [32, 40]  # 48 px was never measured: not probed now either
     assert sorted(tp.loading) == [32, 40, 48]
+
+
+def test_a_size_wanted_only_for_the_frozen_head_is_timed_without_training_steps():
+    """Small ImageNet-like data at 2 minutes: the frozen head at 224 px wins, so only its features are timed there;
+    a 10-minute budget, where fine-tuning at 224 px is the plan, times its training steps too."""
+    facts = _facts(40, 64, quadrant=4)
+    tp, recipe, probed, _ = _lazy(facts, 120, 1.5, probe_seconds=1.0)
+    assert (recipe.strategy, recipe.image_size) == ("frozen", 224)
+    assert tp.trained_at(64) and 224 in tp.rates and not tp.trained_at(224)
+    assert any("only the frozen features timed" in r for r in recipe.reasons)
+    roomy, fine_tuned, _, _ = _lazy(facts, 600, 1.5, probe_seconds=1.0)
+    assert fine_tuned.strategy != "frozen" and roomy.trained_at(fine_tuned.image_size)
+
+
+def test_features_only_rates_plan_training_from_a_trained_size_and_yield_to_a_later_training_probe():
+    light = Throughput({64: _rates(64, 2.0), 224: _rates(224, 2.0, training=False)}, source="measured")
+    assert light.per_image(224, "features") == pytest.approx(1 / light.rates[224].features)
+    # training at 224 px where only features were timed: the nearest trained size, scaled by pixel count
+    assert light.per_image(224, "full") == pytest.approx(1 / (300 * (64 / 224) ** 2))
+    bound = light.optimistic([64, 224], exponent=1.0)
+    assert bound.rates[224].train["full"] == pytest.approx(300 * 64 / 224)
+    assert bound.rates[224].features == light.rates[224].features  # measured figures stay
+    trained = light.merged(Throughput({224: _rates(224, 2.0)}, source="measured"))
+    assert trained.trained_at(224)
+    assert trained.merged(Throughput({224: _rates(224, 2.0, training=False)})).trained_at(224)  # never undone
+
+
+def test_the_cache_keeps_features_only_entries_apart_from_training_ones(tmp_path: Path):
+    from shoulders.planner import ThroughputCache
+
+    identity = {"cpu": "x", "backbone": "b", "depths": [2, 4]}
+    cache = ThroughputCache(tmp_path)
+    cache.put(identity, _rates(224, 2.0, training=False))
+    assert cache.get(identity, 224, [2, 4]) is None  # a plan that fine-tunes there must time it
+    assert cache.get(identity, 224, [2, 4], training=False).features == pytest.approx(1800 * (64 / 224) ** 2)
+    cache.put(identity, _rates(224, 2.0))
+    cache.put(identity, _rates(224, 3.0, training=False))  # a later features-only probe: the full entry stays
+    assert cache.get(identity, 224, [2, 4]).train["full"] == pytest.approx(300 * (64 / 224) ** 2)
+
+
+def test_the_real_probe_times_only_features_where_asked(colour_arrays, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from shoulders.models import create_transfer_model
+    from shoulders.planner import throughput
+
+    monkeypatch.setattr(throughput, "CONTENDED_SHARE", 0.0)  # a loaded test machine must not block the cache
+    model, _ = create_transfer_model(TINY, 3, pretrained=False)
+    tp = measure_throughput(model, sizes=[32], features_only=[48], depths=[1], batch_size=4, device="cpu",
+                            precision="fp32", channels_last=True, backbone=TINY, cache_dir=tmp_path)
+    assert tp.trained_at(32) and not tp.trained_at(48) and tp.rates[48].features > 0 and tp.rates[48].evaluate > 0
+    assert tp.rates[48].warmup_seconds >= 0

@@ -58,46 +58,58 @@ def _candidate_sizes(facts: DataFacts, inputs: PlanInputs) -> list[int]:
 
 
 def _throughput(splits: DataSplits, model: nn.Module, advice: Any, inputs: PlanInputs, sizes: Sequence[int],
-                cached_only: Sequence[int] = (), loading: bool = True) -> Throughput:
-    """The probe at ``sizes`` (and the cache's figures at ``cached_only``); ``loading``: time the loader too."""
+                cached_only: Sequence[int] = (), loading: bool = True, features_only: Sequence[int] = ()) -> Throughput:
+    """The probe at ``sizes`` (features and evaluation only at ``features_only``; the cache's figures at
+    ``cached_only``); ``loading``: time the loader too."""
     depths = [inputs.fixed.depth] if inputs.fixed.depth else list(CANDIDATE_DEPTHS)
     return measure_throughput(model, sizes=sizes, depths=depths, batch_size=inputs.batch_size, device=inputs.device,
                               precision=inputs.precision, channels_last=inputs.channels_last,
                               backbone=inputs.backbone, samples=splits.train if loading else None,
-                              augment=advice.plan.augment, workers=inputs.workers, cached_only=cached_only)
+                              augment=advice.plan.augment, workers=inputs.workers, cached_only=cached_only,
+                              features_only=features_only)
 
 
-def probe_as_needed(sizes: Sequence[int], measure: Callable[[list[int], bool], Throughput],
+def probe_as_needed(sizes: Sequence[int], measure: Callable[[list[int], list[int], bool], Throughput],
                     plan: Callable[[Throughput, list[int]], Recipe], *,
                     exponent: float | None) -> tuple[Throughput, Recipe]:
-    """Probe the smallest of ``sizes`` (and take the cached ones), then only the sizes the search still wants.
+    """Probe the smallest of ``sizes`` (and take the cached ones), then only what the search still wants.
 
     Every size not probed is planned at ``Throughput.optimistic`` (``exponent``: how fast costs at least grow with
-    the side). While the search picks such a size, or ranks one best, it is probed and the search runs again; when
-    both are measured, no unprobed size can do better at its true, slower speed, so the plan equals the one with
-    every size probed — without the probe time a short budget cannot spare (at 2 minutes on 2 cores, probing 64-160
-    px took 30-40 s of the 120). ``exponent=None`` (a GPU, where steps take milliseconds) probes every size at once.
-    ``measure(sizes, first)`` → their throughput (``first``: also what the cache has of the rest); ``plan(tp, sizes)``
-    → the recipe over ``sizes`` (the probe time ``tp.seconds`` counted as spent)."""
+    the side), and so is training at a size where only the frozen features were timed. While the search picks
+    such a size, or ranks one best, it is probed — its training steps too where that recipe fine-tunes, only its
+    features and evaluation where it is the frozen head (a training step at 224 px costs a CPU seconds; photos
+    at 2 minutes spent 14-40 s probing sizes whose fine-tuning no plan wanted) — and the search runs again; when
+    both are measured, nothing left at its optimistic speed can do better at its true, slower one, so the plan
+    equals the one with every size probed, without the probe time a short budget cannot spare (at 2 minutes on 2
+    cores, probing 64-160 px took 30-40 s of the 120). ``exponent=None`` (a GPU, where steps take milliseconds)
+    probes every size at once. ``measure(train_sizes, feature_sizes, first)`` → their throughput (``first``: also
+    what the cache has of the rest); ``plan(tp, sizes)`` → the recipe over ``sizes`` (the probe time
+    ``tp.seconds`` counted as spent)."""
     sizes = sorted(set(sizes))
     if exponent is None or len(sizes) == 1:
-        tp = measure(sizes, True)
+        tp = measure(sizes, [], True)
         return tp, plan(tp, sizes)
-    tp = measure(sizes[:1], True)
+    tp = measure(sizes[:1], [], True)
     while True:
         recipe = plan(tp.optimistic(sizes, exponent), sizes)
-        wanted = {recipe.image_size} | {a["image_size"] for a in recipe.alternatives[:1]}
-        missing = sorted(wanted - set(tp.rates))
-        if not missing:
+        wanted = [(recipe.image_size, recipe.strategy)] + [(a["image_size"], a["strategy"])
+                                                           for a in recipe.alternatives[:1]]
+        train = sorted({s for s, strategy in wanted if strategy != "frozen" and not tp.trained_at(s)})
+        features = sorted({s for s, strategy in wanted if strategy == "frozen" and s not in tp.rates} - set(train))
+        if not train and not features:
             break
-        tp = tp.merged(measure(missing, False))
+        tp = tp.merged(measure(train, features, False))
     probed = sorted(tp.rates)
-    recipe = plan(tp, probed)
+    recipe = plan(tp.optimistic(probed, exponent), probed)
     skipped = [s for s in sizes if s not in tp.rates]
     if skipped:
         recipe.reasons.append(f"{', '.join(map(str, skipped))} px not probed: even at an optimistic speed (cost "
                               f"growing as size^{exponent:g} from {max(s for s in probed if s < skipped[0])} px, "
                               "slower growth than measured on any CPU here) no recipe at them beats this plan")
+    untrained = [s for s in probed if not tp.trained_at(s)]
+    if untrained:
+        recipe.reasons.append(f"{', '.join(map(str, untrained))} px: only the frozen features timed; fine-tuning "
+                              "there loses even at an optimistic speed")
     return tp, recipe
 
 
@@ -115,9 +127,10 @@ def plan_for_run(splits: DataSplits, model: nn.Module, advice: Any, inputs: Plan
     anchor = anchor_error(advice, facts.native.median, facts.train_images)
     sizes = _candidate_sizes(facts, inputs)
 
-    def probe(wanted: list[int], first: bool) -> Throughput:  # the first probe also times the loader
-        rest = [s for s in sizes if s not in wanted] if first else []
-        return _throughput(splits, model, advice, inputs, wanted, cached_only=rest, loading=first)
+    def probe(train: list[int], features: list[int], first: bool) -> Throughput:  # the first also times loading
+        rest = [s for s in sizes if s not in train and s not in features] if first else []
+        return _throughput(splits, model, advice, inputs, train, cached_only=rest, loading=first,
+                           features_only=features)
 
     def plan(tp: Throughput, considered: list[int]) -> Recipe:
         return plan_recipe(facts, tp, budget=budget, anchor_error=anchor, spent=spent + tp.seconds,

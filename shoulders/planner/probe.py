@@ -52,7 +52,8 @@ def _seconds_each(transform: Any, images: list[Any]) -> float:
 def measure_throughput(model: nn.Module, *, sizes: Sequence[int], depths: Sequence[int], batch_size: int,
                        device: str, precision: str, channels_last: bool, backbone: str, samples: Samples | None = None,
                        augment: str = "none", workers: int = 0, cache_dir: str | Path | None = None,
-                       use_cache: bool = True, cached_only: Sequence[int] = ()) -> Throughput:
+                       use_cache: bool = True, cached_only: Sequence[int] = (),
+                       features_only: Sequence[int] = ()) -> Throughput:
     """Images/s of the real ``model`` at each of ``sizes``: full and partial training steps, frozen features,
     evaluation; from the cache in ``cache_dir`` (default: the user cache) when this machine measured them before.
 
@@ -67,6 +68,7 @@ def measure_throughput(model: nn.Module, *, sizes: Sequence[int], depths: Sequen
         augment: the training augmentation (its transform is timed).
         workers: loader processes (0: loading adds to each step; more: it overlaps).
         cached_only: more sizes, taken only where the cache has them (free); loading is timed at these too.
+        features_only: more sizes probed for the frozen strategy's features and evaluation only (no training step).
     """
     dev = resolve_device(device)
     train_precision = resolve_precision(precision, dev)
@@ -75,15 +77,16 @@ def measure_throughput(model: nn.Module, *, sizes: Sequence[int], depths: Sequen
                 "channels_last": channels_last, "batch_size": batch_size, "depths": sorted(depths)}
     cache = ThroughputCache(cache_dir or default_cache_dir()) if use_cache else None
 
-    def measure(size: int) -> Rates:
+    def measure(size: int, training: bool = True) -> Rates:
         return measure_rates(model, size, depths=depths, batch=batch_size, device=dev,
                              train_precision=train_precision, feature_precision=feature_precision,
-                             channels_last=channels_last, trainable=_set_trainable)
+                             channels_last=channels_last, trainable=_set_trainable, training=training)
 
     with torch.random.fork_rng():  # the probe's random batches must not move the run's random streams
-        tp = probe_throughput(model, sizes, identity=identity, cache=cache, measure=measure, cached_only=cached_only)
+        tp = probe_throughput(model, sizes, identity=identity, cache=cache, measure=measure, cached_only=cached_only,
+                              features_only=features_only)
     if samples is not None and len(samples):
-        tp.loading = load_costs(samples, model.backbone, [*sizes, *cached_only], augment)
+        tp.loading = load_costs(samples, model.backbone, [*sizes, *cached_only, *features_only], augment)
         tp.load_seconds = tp.loading[max(tp.loading)]["train"]  # the figure for a size not measured
     tp.workers = workers
     return tp

@@ -315,6 +315,7 @@ def plan_recipe(facts: DataFacts, tp: Throughput, *, budget: float | None, ancho
                   at_plateau=at_plateau, steps=round(c.epochs * steps_per_epoch) if part_epoch else None,
                   label=c.label(),
                   alternatives=[{"recipe": e.candidate.label(), "image_size": e.candidate.image_size,
+                                 "strategy": e.candidate.strategy,
                                  "seconds": round(e.total, 1), "expected_accuracy": round(e.accuracy, 4)}
                                 for e in ranked])
 

@@ -43,7 +43,8 @@ OPTIMISTIC_EXPONENT = 1.0
 
 @dataclass
 class Rates:
-    """Images per second at one input size. ``train`` is keyed ``"full"`` or ``"partial-<k>"`` (top k blocks)."""
+    """Images per second at one input size. ``train`` is keyed ``"full"`` or ``"partial-<k>"`` (top k blocks); empty
+    where only the frozen strategy's features and evaluation were timed (a size the search wants only frozen)."""
 
     size: int
     train: dict[str, float]
@@ -96,10 +97,23 @@ class Throughput:
         elif task == "evaluate":
             ips = rates.evaluate
         else:
+            if not rates.train:  # only the features were timed here: the nearest size whose training was
+                rates, scale = self.trained_rates_at(size)
             ips = rates.train.get(task) or rates.train["full"]
         model = 1.0 / (ips * scale)
         load = self.load_at(size, transform or ("eval" if task == "evaluate" else "train"))
         return model + load if self.workers == 0 else max(model, load / self.workers)
+
+    def trained_rates_at(self, size: int) -> tuple[Rates, float]:
+        """The rates of the nearest size whose training steps were timed, scaled by pixel count (and that scale)."""
+        trained = [s for s, r in self.rates.items() if r.train]
+        if not trained:
+            raise ValueError("no training step timed: probe at least one input size with training")
+        near = min(trained, key=lambda s: abs(s - size))
+        return self.rates[near], (near / size) ** 2
+
+    def trained_at(self, size: int) -> bool:
+        return size in self.rates and bool(self.rates[size].train)
 
     def load_at(self, size: int, transform: str) -> float:
         """Loader seconds per image at ``size`` (the nearest measured size) through ``transform``."""
@@ -117,19 +131,27 @@ class Throughput:
         rates = dict(self.rates)
         for size in sizes:
             below = [s for s in self.rates if s < size]
-            if size in rates or not below:
+            trained = [s for s in below if self.rates[s].train]
+            if self.trained_at(size) or not below:
                 continue
             base = self.rates[max(below)]
             f = (base.size / size) ** exponent
-            rates[size] = Rates(size, {k: v * f for k, v in base.train.items()}, base.features * f,
-                                base.evaluate * f, base.warmup_seconds)
+            train = {}
+            if trained:  # training from the nearest smaller size whose training was timed
+                t = self.rates[max(trained)]
+                train = {k: v * (t.size / size) ** exponent for k, v in t.train.items()}
+            measured = self.rates.get(size)  # features timed here: those stay as measured
+            rates[size] = replace(measured, train=train) if measured else Rates(
+                size, train, base.features * f, base.evaluate * f, base.warmup_seconds)
         return replace(self, rates=rates)
 
     def merged(self, other: "Throughput") -> "Throughput":
-        """These rates and ``other``'s (a later probe of more sizes); loading from whichever has it."""
+        """These rates and ``other``'s (a later probe of more sizes, or of training where only features were
+        timed); loading from whichever has it."""
         contended = self.contended + other.contended
         measured = any(s.source.startswith("measured") for s in (self, other))
-        return replace(self, rates={**self.rates, **other.rates}, loading=self.loading or other.loading,
+        rates = {**self.rates, **{s: r for s, r in other.rates.items() if r.train or not self.trained_at(s)}}
+        return replace(self, rates=rates, loading=self.loading or other.loading,
                        seconds=round(self.seconds + other.seconds, 2), contended=contended,
                        source=_source(measured, contended) if measured else self.source)
 
@@ -211,7 +233,7 @@ def _sync(device: torch.device) -> None:
 
 def measure_rates(model: nn.Module, size: int, *, depths: Sequence[int], batch: int, device: torch.device,
                   train_precision: Any, feature_precision: Any, channels_last: bool,
-                  trainable: Callable[[nn.Module, int | None], None]) -> Rates:
+                  trainable: Callable[[nn.Module, int | None], None], training: bool = True) -> Rates:
     """Times the real model (a copy: the caller's weights never change) at ``size``.
 
     Args:
@@ -219,19 +241,24 @@ def measure_rates(model: nn.Module, size: int, *, depths: Sequence[int], batch: 
         depths: partial depths to time (top k blocks); full is always timed.
         trainable: ``trainable(model, k)`` sets ``requires_grad`` and BatchNorm modes for the top ``k`` blocks
             (``None`` = the full network), as the strategy will during training.
+        training: also time the training steps; ``False``: features and evaluation only (``train`` is empty, and
+            the warm-up is the feature extractor's).
     """
     probe = copy.deepcopy(model).to(device)
     if channels_last:
         probe.to(memory_format=torch.channels_last)
     classes = int(getattr(probe.head, "out_features", 2) or 2)
-    full, warmup = _timed_train(probe, lambda m: trainable(m, None), size, batch, device, train_precision,
-                                channels_last, classes)
-    train = {"full": full}
-    for k in depths:
-        train[f"partial-{k}"], _ = _timed_train(probe, lambda m, k=k: trainable(m, k), size, batch, device,
-                                                train_precision, channels_last, classes)
-    features, _ = _timed_inference(probe.backbone, size, batch, device,
-                                   lambda: feature_precision.autocast(device, inference=True), channels_last)
+    train, warmup = {}, None
+    if training:
+        train["full"], warmup = _timed_train(probe, lambda m: trainable(m, None), size, batch, device,
+                                             train_precision, channels_last, classes)
+        for k in depths:
+            train[f"partial-{k}"], _ = _timed_train(probe, lambda m, k=k: trainable(m, k), size, batch, device,
+                                                    train_precision, channels_last, classes)
+    features, feature_warmup = _timed_inference(probe.backbone, size, batch, device,
+                                                lambda: feature_precision.autocast(device, inference=True),
+                                                channels_last)
+    warmup = feature_warmup if warmup is None else warmup
     evaluate, _ = _timed_inference(probe, size, batch, device,
                                    lambda: train_precision.autocast(device, inference=True), channels_last)
     return Rates(size, {k: round(v, 2) for k, v in train.items()}, round(features, 2), round(evaluate, 2),
@@ -255,14 +282,20 @@ class ThroughputCache:
         except (OSError, ValueError):
             return {}  # missing or damaged: measure again (the cache only saves time)
 
-    def get(self, identity: dict[str, Any], size: int, depths: Sequence[int]) -> Rates | None:
+    def get(self, identity: dict[str, Any], size: int, depths: Sequence[int], training: bool = True) -> Rates | None:
+        """The cached rates at ``size``; ``None`` where there are none, or where ``training`` is wanted and the
+        entry has no training steps (or not every depth of ``depths``)."""
         entry = self._read().get(self.key(identity, size))
-        if not entry or any(f"partial-{k}" not in entry["train"] for k in depths):
+        if not entry or (training and (not entry["train"]
+                                       or any(f"partial-{k}" not in entry["train"] for k in depths))):
             return None
         return Rates(**entry)
 
     def put(self, identity: dict[str, Any], rates: Rates) -> None:
         data = self._read()
+        old = data.get(self.key(identity, rates.size))
+        if not rates.train and old and old["train"]:
+            return  # features-only figures never replace an entry that has the training steps too
         data[self.key(identity, rates.size)] = asdict(rates)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         save_json(data, self.path)
@@ -278,26 +311,30 @@ def cpu_share(measure: Callable[[int], Rates], size: int, threads: int) -> tuple
 
 
 def probe_throughput(model: nn.Module, sizes: Sequence[int], *, identity: dict[str, Any], cache: ThroughputCache | None,
-                     measure: Callable[[int], Rates], load_seconds: float = 0.0, workers: int = 0,
-                     cached_only: Sequence[int] = ()) -> Throughput:
+                     measure: Callable[..., Rates], load_seconds: float = 0.0, workers: int = 0,
+                     cached_only: Sequence[int] = (), features_only: Sequence[int] = ()) -> Throughput:
     """Rates at every size in ``sizes``, from the cache where present, else from ``measure(size)`` — then cached,
     unless the CPU was contended while it ran (see ``CONTENDED_SHARE``; the Throughput's source says so) — and at
-    those of ``cached_only`` that the cache has (free)."""
+    those of ``cached_only`` that the cache has (free). At ``features_only`` sizes (also probed) only the features
+    and evaluation are wanted: a cached entry of any kind serves, else ``measure(size, False)`` times just those."""
     start = time.perf_counter()
     depths = identity.get("depths", [])
     rates, measured, contended = {}, False, []
-    for size in sorted(set(cached_only) - set(sizes)) if cache else []:
-        found = cache.get(identity, size, depths)
+    light = set(features_only) - set(sizes)
+    for size in sorted(set(cached_only) - set(sizes) - light) if cache else []:
+        found = cache.get(identity, size, depths, training=False)
         if found is not None:
             rates[size] = found
-    for size in sorted(set(sizes)):
-        found = cache.get(identity, size, depths) if cache else None
+    for size in sorted(set(sizes) | light):
+        training = size not in light
+        found = cache.get(identity, size, depths, training=training) if cache else None
         if found is None:
             measured = True
+            timed = measure if training else (lambda s: measure(s, False))
             if "cpu" in identity:  # on a GPU the host thread waits on the device: its CPU time says nothing
-                found, share = cpu_share(measure, size, int(identity.get("threads", 1)))
+                found, share = cpu_share(timed, size, int(identity.get("threads", 1)))
             else:
-                found, share = measure(size), 1.0
+                found, share = timed(size), 1.0
             if share < CONTENDED_SHARE:
                 contended.append(f"{size} px: {share:.0%} of {identity.get('threads', 1)} threads")
             elif cache:
