@@ -146,12 +146,8 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     s.trainable_blocks = cls.trainable_block_count(
         _set(user.strategy.trainable_blocks, plan.trainable_blocks, notes, "trainable_blocks"), backbone.num_blocks)
     s.head_epochs = _set(s.head_epochs, plan.head_epochs, notes, "head_epochs")
-    linear_head = m.head_hidden is None and not m.head_dropout
-    default_solver = FrozenStrategy.default_head_solver(linear_head) if cls.uses_feature_cache else "sgd"
-    s.head_solver = s.head_solver or default_solver
-    if s.head_solver == "lbfgs" and not linear_head:
-        raise ValueError("head_solver='lbfgs' needs a linear head; drop head_hidden / head_dropout or use "
-                         "head_solver='sgd'")
+    s.head_solver = _head_solver(s.head_solver, linear_head=m.head_hidden is None and not m.head_dropout,
+                                 frozen=cls.uses_feature_cache)
     t.epochs = _set(t.epochs, plan.epochs, notes, "epochs")
     # the plan's part-epoch belongs to its own epochs: the user's epochs replace both
     t.max_steps = _set(t.max_steps, plan.max_steps if t.epochs == plan.epochs else None, notes, "max_steps")
@@ -180,6 +176,15 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
                      head_init=s.head_init, label_smoothing=t.label_smoothing, recipe=plan.recipe,
                      tta=tta.to_dict(), max_steps=t.max_steps)
     return out, effective
+
+
+def _head_solver(solver: str | None, *, linear_head: bool, frozen: bool) -> str:
+    """The user's head solver, else the strategy's (the frozen head's by its shape; fine-tuning: sgd)."""
+    solver = solver or (FrozenStrategy.default_head_solver(linear_head) if frozen else "sgd")
+    if solver == "lbfgs" and not linear_head:
+        raise ValueError("head_solver='lbfgs' needs a linear head; drop head_hidden / head_dropout or use "
+                         "head_solver='sgd'")
+    return solver
 
 
 def _class_weight(setting: str, train_labels: Any, num_classes: int) -> Any:

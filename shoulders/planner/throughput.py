@@ -79,13 +79,16 @@ class Throughput:
     source: str = "given"
     contended: list[str] = field(default_factory=list)  # the sizes measured on a busy CPU (not cached)
 
-    def rates_at(self, size: int) -> tuple[Rates, float]:
-        """The rates at ``size``, or at the nearest measured size scaled by pixel count (and that scale)."""
-        if size in self.rates:
+    def rates_at(self, size: int, trained: bool = False) -> tuple[Rates, float]:
+        """The rates at ``size``, or at the nearest measured size scaled by pixel count (and that scale);
+        ``trained``: only among the sizes whose training steps were timed."""
+        sizes = [s for s, r in self.rates.items() if r.train or not trained]
+        if size in sizes:
             return self.rates[size], 1.0
-        if not self.rates:
-            raise ValueError("no throughput measured: give at least one input size")
-        near = min(self.rates, key=lambda s: abs(s - size))
+        if not sizes:
+            raise ValueError("no training step timed: probe at least one input size with training" if trained
+                             else "no throughput measured: give at least one input size")
+        near = min(sizes, key=lambda s: abs(s - size))
         return self.rates[near], (near / size) ** 2
 
     def per_image(self, size: int, task: str, transform: str | None = None) -> float:
@@ -98,19 +101,11 @@ class Throughput:
             ips = rates.evaluate
         else:
             if not rates.train:  # only the features were timed here: the nearest size whose training was
-                rates, scale = self.trained_rates_at(size)
+                rates, scale = self.rates_at(size, trained=True)
             ips = rates.train.get(task) or rates.train["full"]
         model = 1.0 / (ips * scale)
         load = self.load_at(size, transform or ("eval" if task == "evaluate" else "train"))
         return model + load if self.workers == 0 else max(model, load / self.workers)
-
-    def trained_rates_at(self, size: int) -> tuple[Rates, float]:
-        """The rates of the nearest size whose training steps were timed, scaled by pixel count (and that scale)."""
-        trained = [s for s, r in self.rates.items() if r.train]
-        if not trained:
-            raise ValueError("no training step timed: probe at least one input size with training")
-        near = min(trained, key=lambda s: abs(s - size))
-        return self.rates[near], (near / size) ** 2
 
     def trained_at(self, size: int) -> bool:
         return size in self.rates and bool(self.rates[size].train)
