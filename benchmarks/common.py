@@ -185,20 +185,24 @@ class Dataset:
         return f"{len(self.train_y)} / {len(self.val_y)} / {len(self.test_y)}"
 
 
-def _hold_out(x: np.ndarray, y: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, ...]:
+def _hold_out(x: np.ndarray, y: np.ndarray, fraction: float, seed: int,
+              most: int | None = None) -> tuple[np.ndarray, ...]:
     from shoulders.data.sources import stratified_split
 
     classes = [str(c) for c in range(int(y.max()) + 1)]
-    keep, held = stratified_split(y, classes, fraction, seed, "benchmark data")
+    keep, held = stratified_split(y, classes, fraction, seed, "benchmark data", most)
     return x[keep], y[keep], x[held], y[held]
 
 
 def dataset(name: str, seed: int) -> Dataset:
     """``fashion-<N>`` (N images per class, or ``fashion-full``), ``digits`` or ``photos``, drawn with ``seed``.
 
-    The training pool is split 80/20 into train and validation (the same split for every method); the test set
-    is Fashion-MNIST's official 10 000 images, a seeded 20 % of digits, or fresh crops of the photos.
+    The training pool is split 80/20 into train and validation, the validation set capped as shoulders caps it
+    (``DEFAULT_VAL_MAX``, 5 000 images: only Fashion-MNIST's 6 000/class is affected) — the same split for every
+    method; the test set is Fashion-MNIST's official 10 000 images, a seeded 20 % of digits, or fresh crops of the
+    photos.
     """
+    from shoulders.config import DEFAULT_VAL_MAX
     from shoulders.data import load_digits_arrays, load_fashion_mnist, load_photos_arrays
 
     if name.startswith("fashion-"):
@@ -216,7 +220,7 @@ def dataset(name: str, seed: int) -> Dataset:
         note = "random 64 px crops of 6 scikit-image photos (one class each); test = fresh crops (another seed)"
     else:
         raise ValueError(f"unknown benchmark data set {name!r}; use fashion-<N>, fashion-full, digits or photos")
-    train_x, train_y, val_x, val_y = _hold_out(x, y, 0.2, seed)
+    train_x, train_y, val_x, val_y = _hold_out(x, y, 0.2, seed, DEFAULT_VAL_MAX)
     return Dataset(name, list(classes), train_x, train_y, val_x, val_y, test_x, test_y, note)
 
 

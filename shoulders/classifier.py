@@ -57,7 +57,8 @@ class TransferClassifier:
                  pretrained: bool | None = None, epochs: int | None = None, lr: float | None = None,
                  batch_size: int | None = None, image_size: int | None = None, augment: str | None = None,
                  trainable_blocks: float | None = None, train_bn: bool | None = None,
-                 val_fraction: float | None = None, seed: int | None = None, device: str | None = None,
+                 val_fraction: float | None = None, val_max: int | None = None, seed: int | None = None,
+                 device: str | None = None,
                  progress: bool | None = None, budget: str | float | None = None,
                  config: RunConfig | None = None) -> None:
         self.backbone = backbone
@@ -72,6 +73,7 @@ class TransferClassifier:
         self.trainable_blocks = trainable_blocks
         self.train_bn = train_bn
         self.val_fraction = val_fraction
+        self.val_max = val_max
         self.seed = seed
         self.device = device
         self.progress = progress
@@ -146,9 +148,9 @@ class TransferClassifier:
         """The training itself, writing into ``run_dir`` (checked and locked by :meth:`fit`); the budget counts
         from ``start`` (a ``time.perf_counter()`` reading)."""
         splits = X if isinstance(X, DataSplits) else load_data(
-            X, y, val_fraction=user.data.val_fraction, seed=user.train.seed, on_bad_image=user.data.on_bad_image,
-            max_per_class=user.data.max_per_class, on_duplicate=user.data.on_duplicate,
-            near_duplicates=user.data.near_duplicates)
+            X, y, val_fraction=user.data.val_fraction, val_max=user.data.val_max, seed=user.train.seed,
+            on_bad_image=user.data.on_bad_image, max_per_class=user.data.max_per_class,
+            on_duplicate=user.data.on_duplicate, near_duplicates=user.data.near_duplicates)
         torch.manual_seed(user.train.seed)  # the new head's (and a random backbone's) initialisation
         model, weights = create_transfer_model(resolve_backbone_name(user.model.backbone), len(splits.classes),
                                                weights=user.model.weights, pretrained=user.model.pretrained,
@@ -349,7 +351,7 @@ class TransferClassifier:
 
 # The keyword arguments of TransferClassifier: each one a setting of RunConfig by its parameter name.
 _KEYWORDS = ("backbone", "strategy", "weights", "pretrained", "epochs", "lr", "batch_size", "image_size", "augment",
-             "trainable_blocks", "train_bn", "val_fraction", "seed", "device", "progress", "budget")
+             "trainable_blocks", "train_bn", "val_fraction", "val_max", "seed", "device", "progress", "budget")
 
 
 def _fixed_features(strategy: str) -> bool:

@@ -7,7 +7,8 @@ as ``config.json``, so ``RunConfig.load(run_dir)`` repeats the run.
 
 A few fields keep ``None`` as a value of their own, an off switch rather than "unset": ``model.weights`` (the
 automatic sources), ``model.head_hidden`` (a linear head), ``train.patience`` (no early stopping),
-``train.budget`` (no budget: the plan stops near its plateau), ``data.max_per_class`` (no cap).
+``train.budget`` (no budget: the plan stops near its plateau), ``data.max_per_class`` and ``data.val_max`` (no
+cap).
 """
 
 from __future__ import annotations
@@ -18,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_BACKBONE = "tf_efficientnet_lite0"
+# The most images a drawn validation split holds. 5 000 already measure an accuracy to a standard error of 0.3 (at
+# 95 %) to 0.7 points (at 50 %); past that, held-out images are training images lost (Fashion-MNIST's 60 000 would
+# lose 12 000 to a 0.2 split).
+DEFAULT_VAL_MAX = 5000
 
 
 @dataclass
@@ -27,6 +32,7 @@ class DataConfig:
     image_size: int | None = None  # square input size; None = the backbone's pretrained size (224 for lite0)
     crop_pct: float | None = None  # None = the backbone's (0.875): the centre crop it was trained with
     val_fraction: float = 0.2  # held out, stratified and seeded, when the data has no val/ split
+    val_max: int | None = DEFAULT_VAL_MAX  # ... but at most this many images (None: no cap)
     augment: str | None = None  # none | light | strong; None = the plan's choice
     hflip: bool = False  # off by default: flips destroy orientation-bearing data (digits, text)
     on_bad_image: str = "skip"  # skip (report and go on) | error (stop with the path)
@@ -137,7 +143,13 @@ class RunConfig:
         if not isinstance(d, dict):
             raise ValueError(f"{path} holds no shoulders config (a JSON object is expected)")
         check_format(d, path)
-        return cls.from_dict(d["config"] if "config" in d else d)
+        if "config" not in d:
+            return cls.from_dict(d)
+        recorded = d["config"]
+        data = recorded.get("data")
+        if isinstance(data, dict) and "val_max" not in data:  # a run folder from before the cap drew its split
+            recorded = {**recorded, "data": {**data, "val_max": None}}  # without one: repeat it that way
+        return cls.from_dict(recorded)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RunConfig":

@@ -74,6 +74,8 @@ def _data_and_machine_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=T.POSITIVE_INT, help="images per batch (default 64); under torchrun/accelerate the "
                    "global batch, split evenly over the processes")
     p.add_argument("--val-fraction", type=T.FRACTION, help="held-out share when DATA has no val/ split (default 0.2)")
+    p.add_argument("--val-max", type=T.POSITIVE_INT, help="hold out at most N images that way (default 5000; more only "
+                   "narrows the validation score's error, and costs training images)")
     p.add_argument("--max-per-class", type=T.POSITIVE_INT, help="use at most N training images per class")
     p.add_argument("--on-bad-image", help="unreadable images: skip and list them (default) | error (stop)")
     p.add_argument("--on-duplicate", choices=["drop", "keep", "error"],

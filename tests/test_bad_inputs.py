@@ -172,6 +172,7 @@ def test_library_predict_top_k_rows_for_bad_files(tmp_path: Path, run_dir: Path)
     (["train", "D", "--out", "o", "--patience", "0"], "argument --patience: must be at least 1"),
     (["train", "D", "--out", "o", "--num-workers", "-1"], "argument --num-workers: must be at least 0"),
     (["train", "D", "--out", "o", "--max-per-class", "0"], "argument --max-per-class: must be at least 1"),
+    (["train", "D", "--out", "o", "--val-max", "0"], "argument --val-max: must be at least 1"),
     (["train", "D", "--out", "o", "--head-epochs", "-1"], "argument --head-epochs: must be at least 0"),
     (["train", "D", "--out", "o", "--head-hidden", "0"], "argument --head-hidden: must be at least 1"),
     (["train", "D", "--out", "o", "--backbone-lr-mult", "-1"], "argument --backbone-lr-mult: must lie in [0, inf)"),

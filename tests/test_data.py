@@ -172,6 +172,21 @@ def test_max_per_class_caps_train_only() -> None:
     assert np.array_equal(again.train.labels, splits.train.labels)
 
 
+def test_a_drawn_validation_set_holds_at_most_val_max_images_stratified() -> None:
+    x = RNG.integers(0, 256, (3000, 6, 6), dtype=np.uint8)
+    y = np.repeat([0, 1, 2], 1000)
+    capped = load_data(x, y, val_fraction=0.2, val_max=300, seed=0)
+    assert (len(capped.val), len(capped.train)) == (300, 2700)  # not 600: the rest trains
+    assert capped.val.counts() == {"0": 100, "1": 100, "2": 100} and capped.split["val_max"] == 300
+    assert len(load_data(x, y, val_fraction=0.2, val_max=None, seed=0).val) == 600
+    assert len(load_data(x, y, val_fraction=0.05, val_max=300, seed=0).val) == 150  # under the cap: the fraction
+    assert len(load_data(x, y, val_max=2, seed=0).val) == 3  # still one image per class
+    assert len(load_data(x[:20], np.arange(20) % 2, seed=0).val) == 4  # the default cap (5 000) leaves small data as it was
+    for bad in (0, -3, 2.5, "100", True):
+        with pytest.raises(ValueError, match="val_max must be a whole number of images"):
+            load_data(x, y, val_max=bad)
+
+
 def _bad_files(class_dir: Path) -> list[Path]:
     class_dir.mkdir(parents=True, exist_ok=True)
     empty = class_dir / "empty.png"

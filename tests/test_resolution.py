@@ -45,7 +45,7 @@ class TestResolveConfig:
     def test_nothing_is_left_unset_or_auto(self) -> None:
         out, _ = resolve_config(user(strategy="frozen"), None, BACKBONE, CPU)
         resolved = {**vars(out.data), **vars(out.strategy), **vars(out.train)}
-        off_switches = {"max_per_class", "patience", "budget", "max_steps"}  # None is their "off" value, not "unset"
+        off_switches = {"max_per_class", "val_max", "patience", "budget", "max_steps"}  # None is their "off" value, not "unset"
         assert not [k for k, v in resolved.items() if v is None and k not in off_switches]
         assert "auto" not in resolved.values()
         assert (out.data.image_size, out.data.crop_pct, out.data.batch_size) == (224, 0.875, 64)
@@ -271,3 +271,13 @@ def test_advice_and_plan_reasons_are_two_lists() -> None:
     advice_reasons.append("said only in the advice")
     plan.reasons.append("said only in the plan")
     assert "said only in the advice" not in plan.reasons and "said only in the plan" not in advice_reasons
+
+
+def test_a_run_folder_from_before_the_validation_cap_repeats_its_uncapped_split(tmp_path) -> None:
+    recorded = RunConfig().to_dict()
+    assert recorded["data"]["val_max"] == 5000  # the cap a new run draws its split with, recorded in config.json
+    del recorded["data"]["val_max"]
+    (tmp_path / "config.json").write_text(json.dumps({"format": 1, "config": recorded}))
+    assert RunConfig.load(tmp_path).data.val_max is None  # that folder's split was drawn without a cap
+    (tmp_path / "alone.json").write_text(json.dumps(recorded))  # a config file of the user's own: the default
+    assert RunConfig.load(tmp_path / "alone.json").data.val_max == 5000

@@ -10,6 +10,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from shoulders.config import DEFAULT_VAL_MAX
 from shoulders.data._readers import Listing, list_csv, list_folder, samples_from_arrays
 from shoulders.data.duplicates import ON_DUPLICATE, DuplicateReport, find_duplicates
 from shoulders.data.images import BadImage, BadImageError, scan_images
@@ -117,11 +118,12 @@ def _pool_checks(pool: Samples, where: str) -> None:
 
 
 def stratified_split(labels: np.ndarray, classes: list[str], val_fraction: float, seed: int,
-                     where: str) -> tuple[np.ndarray, np.ndarray]:
+                     where: str, val_max: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Seeded stratified train/validation indices (each sorted, so splits keep the source's order).
 
-    The validation size is raised to one image per class when ``val_fraction`` would give fewer, because
-    stratification cannot put every class in a smaller set.
+    The validation set holds ``val_fraction`` of the images, at most ``val_max`` of them (``None``: no cap). Its
+    size is raised to one image per class when that would give fewer, because stratification cannot put every
+    class in a smaller set.
     """
     counts = np.bincount(labels, minlength=len(classes))
     too_few = [(classes[i], int(n)) for i, n in enumerate(counts) if 0 < n < 2]
@@ -133,7 +135,8 @@ def stratified_split(labels: np.ndarray, classes: list[str], val_fraction: float
             "(val/ folder, or a CSV split column)"
         )
     n_classes = int((counts > 0).sum())
-    n_val = max(math.ceil(val_fraction * len(labels)), n_classes)
+    n_val = math.ceil(val_fraction * len(labels))
+    n_val = max(n_val if val_max is None else min(n_val, val_max), n_classes)
     if len(labels) - n_val < n_classes:
         raise ValueError(
             f"{where} has {len(labels)} images in {n_classes} classes: too few to hold out a validation set "
@@ -159,9 +162,12 @@ def cap_per_class(labels: np.ndarray, max_per_class: int, seed: int) -> np.ndarr
     return np.sort(np.concatenate(keep))
 
 
-def _check_options(val_fraction: float, on_bad_image: str, max_per_class: int | None, on_duplicate: str) -> None:
+def _check_options(val_fraction: float, val_max: int | None, on_bad_image: str, max_per_class: int | None,
+                   on_duplicate: str) -> None:
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction}")
+    if val_max is not None and (isinstance(val_max, bool) or not isinstance(val_max, int) or val_max < 1):
+        raise ValueError(f"val_max must be a whole number of images, at least 1 (or None for no cap), got {val_max!r}")
     if on_bad_image not in ON_BAD_IMAGE:
         raise ValueError(f"on_bad_image must be one of {', '.join(ON_BAD_IMAGE)}, got {on_bad_image!r}")
     if max_per_class is not None and max_per_class < 1:
@@ -209,6 +215,7 @@ def load_data(
     labels: Sequence[Any] | np.ndarray | None = None,
     *,
     val_fraction: float = 0.2,
+    val_max: int | None = DEFAULT_VAL_MAX,
     seed: int = 0,
     on_bad_image: str = "skip",
     max_per_class: int | None = None,
@@ -222,6 +229,7 @@ def load_data(
             columns ``path,label[,split]``, an array of images (with ``labels``), or ``Samples``.
         labels: one label (int or str) per image, for array sources only.
         val_fraction: share of the images held out for validation when the source has no validation split.
+        val_max: at most this many images held out that way (``None``: no cap).
         seed: seeds the validation split and the ``max_per_class`` subset.
         on_bad_image: "skip" leaves unreadable files out (listed in ``bad_images``); "error" raises.
         max_per_class: keep at most this many training images per class (validation is not capped).
@@ -237,7 +245,7 @@ def load_data(
             the needed columns, missing CSV files in "error" mode, or duplicates across splits in "error" mode.
         BadImageError: an unreadable image in "error" mode.
     """
-    _check_options(val_fraction, on_bad_image, max_per_class, on_duplicate)
+    _check_options(val_fraction, val_max, on_bad_image, max_per_class, on_duplicate)
     parts, where, method, record, bad = _open_source(source, labels, on_bad_image)
     pool = parts.get("train", parts.get("all"))
     _pool_checks(pool, where)  # type: ignore[arg-type]
@@ -245,9 +253,10 @@ def load_data(
     if "val" in parts:
         train, val = pool, parts["val"]
     else:
-        train_idx, val_idx = stratified_split(pool.labels, pool.classes, val_fraction, seed, where)
+        train_idx, val_idx = stratified_split(pool.labels, pool.classes, val_fraction, seed, where, val_max)
         train, val = pool.subset(train_idx), pool.subset(val_idx)
-        split.update({"method": "stratified", "val_fraction": val_fraction, **_val_record(pool, val_idx)})
+        split.update({"method": "stratified", "val_fraction": val_fraction, "val_max": val_max,
+                      **_val_record(pool, val_idx)})
         if method != "pool":
             split["given"] = method  # e.g. test came from folders, validation was made here
     if max_per_class is not None:
