@@ -172,8 +172,9 @@ def table(rows: list[dict[str, Any]]) -> str:
                               ("load", "load avg")])
 
 
-def print_plans(runs: list[str]) -> int:
-    """The planner's recipe per budget for each data set of ``runs`` (``DATASET:BUDGET``), without training."""
+def print_plans(runs: list[str], seeds: list[int]) -> int:
+    """The planner's recipe per budget for each data set of ``runs`` (``DATASET:BUDGET``) and seed, without
+    training; and the advisor's linear probe that anchors its expected accuracy (``gains.PROBE_TO_FROZEN``)."""
     from shoulders import advise
     from shoulders.planner import parse_budget
     from shoulders.planner.plan_run import recipes_by_budget, table_text
@@ -183,10 +184,13 @@ def print_plans(runs: list[str]) -> int:
         name, budget = spec.split(":")
         budgets.setdefault(name, []).append(parse_budget(budget))
     for name, seconds in budgets.items():
-        splits = common.dataset(name, 0).splits()
-        advice = advise(splits, progress=False)
-        rows = recipes_by_budget(splits, advice, budgets=seconds, batch_size=common.BATCH_SIZE)
-        print(f"{name}:\n{table_text(rows)}", flush=True)
+        for seed in seeds:
+            splits = common.dataset(name, seed).splits()
+            advice = advise(splits, progress=False)
+            probe = advice.measurements["linear_probe"].value
+            rows = recipes_by_budget(splits, advice, budgets=seconds, batch_size=common.BATCH_SIZE)
+            print(f"{name}, seed {seed}: the advisor's linear probe {common.pct(probe)} % at {advice.image_size} px "
+                  f"({len(splits.train)} training images)\n{table_text(rows)}", flush=True)
     return 0
 
 
@@ -210,8 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--table", action="store_true", help="print the saved rows as a Markdown table; run nothing")
     p.add_argument("--plot", metavar="PNG", help="also draw accuracy against wall time into PNG; run nothing")
     p.add_argument("--plan", action="store_true",
-                   help="print what the planner plans for each --runs DATASET:BUDGET (the table `shoulders advise "
-                        "--budget` prints: advice + throughput probe, seed 0); train nothing")
+                   help="print what the planner plans for each --runs DATASET:BUDGET and --seeds (the table "
+                        "`shoulders advise --budget` prints: advice + throughput probe) and the advisor's linear "
+                        "probe; train nothing")
     args = p.parse_args(argv)
     if args.table or args.plot:
         rows = json.loads(RESULT.read_text())["rows"]
@@ -224,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     if os.environ.get("GLIBC_TUNABLES") != common.GLIBC_TUNABLES:
         os.execve(sys.executable, [sys.executable, *sys.argv], common.python_env())
     if args.plan:
-        return print_plans(args.runs)
+        return print_plans(args.runs, args.seeds)
     rows = json.loads(RESULT.read_text())["rows"] if RESULT.is_file() else []
     settings = {"augment": args.augment, "label_smoothing": args.label_smoothing, "backbone": args.backbone}
     for spec in args.runs:

@@ -69,14 +69,14 @@ def test_a_short_budget_probes_fewer_sizes_and_gains_their_time():
     facts = _facts(100, 28)
     sizes = useful_sizes(facts, SIZES)[0]
     assert len(sizes) >= 3
-    short, long_ = _lazy(facts, 60, 1.5, probe_seconds=5.0), _lazy(facts, 3600, 1.5, probe_seconds=5.0)
+    short, long_ = _lazy(facts, 40, 1.5, probe_seconds=5.0), _lazy(facts, 3600, 1.5, probe_seconds=5.0)
     assert set(short[0].rates) == {64} and short[0].seconds == 5.0  # only the smallest size was worth its probe
     assert long_[1].image_size in long_[0].rates and len(long_[0].rates) >= 2
     assert "160 px" in next(r for r in short[1].reasons if "not probed" in r)
-    # the plan spends on training what probing every size would have cost: more epochs in the same minute
-    every = plan_recipe(facts, Throughput({s: _rates(s, 1.5) for s in sizes}), budget=60, anchor_error=0.2,
+    # the plan spends on training what probing every size would have cost: more epochs in the same 40 s
+    every = plan_recipe(facts, Throughput({s: _rates(s, 1.5) for s in sizes}), budget=40, anchor_error=0.2,
                         spent=5.0 + 5.0 * len(sizes), augment="light", sizes=sizes)
-    assert short[1].epochs > every.epochs and short[1].predicted_seconds <= 60
+    assert short[1].epochs > every.epochs and short[1].predicted_seconds <= 40
 
 
 def test_without_a_bound_every_size_is_probed_at_once():
@@ -125,13 +125,13 @@ def test_the_first_probe_takes_cached_sizes_free_and_times_loading_at_all(colour
 
 def test_a_size_wanted_only_for_the_frozen_head_is_timed_without_training_steps():
     """Small ImageNet-like data at 2 minutes: the frozen head at 224 px wins, so only its features are timed there;
-    a 10-minute budget, where fine-tuning at 224 px is the plan, times its training steps too."""
+    a 20-minute budget, where fine-tuning at 224 px is the plan, times its training steps too."""
     facts = _facts(40, 64, quadrant=4)
     tp, recipe, probed, _ = _lazy(facts, 120, 1.5, probe_seconds=1.0)
     assert (recipe.strategy, recipe.image_size) == ("frozen", 224)
     assert tp.trained_at(64) and 224 in tp.rates and not tp.trained_at(224)
     assert any("only the frozen features timed" in r for r in recipe.reasons)
-    roomy, fine_tuned, _, _ = _lazy(facts, 600, 1.5, probe_seconds=1.0)
+    roomy, fine_tuned, _, _ = _lazy(facts, 1200, 1.5, probe_seconds=1.0)
     assert fine_tuned.strategy != "frozen" and roomy.trained_at(fine_tuned.image_size)
 
 
