@@ -39,9 +39,9 @@ class Rule:
 # means over the 8 frozen runs at 64-224 px of `benchmarks/planner_runs.py` (planner_runs.json, frozen@SIZE, 2 min)
 # — and Fashion-MNIST 6000/class (N = 48 000) 0.51 ('Advisor calibration' probe 74.7 % vs the accuracy benchmark's
 # frozen 87.2 %). Fitted ratios 0.93 / 0.74 / 0.71 / 0.49 (within 8 %). The photos (N = 192: 0.25, errors of 0-2
-# images) sit at a ceiling and are left out. The former fit without the 80-image set (1.21 × N^-0.082) put the
-# expected accuracy on Fashion-MNIST 10/class 6-10 points above the actual; the constant before it, 0.45, 5-7
-# points on Fashion-MNIST 100/class.
+# images) sit at a ceiling and are left out. The former fit without the 80-image set (1.21 × N^-0.082) expected
+# the frozen head on Fashion-MNIST 10/class 1-10 points above its actual (frozen@64 above: 78.0 / 67.1 / 81.5 %
+# expected); the constant before it, 0.45, put Fashion-MNIST 100/class 5-7 points high.
 PROBE_TO_FROZEN = Rule(1.45, "frozen error / the advisor's probe error at 1 training image (then × N^-0.101)",
                        "planner_runs.json frozen@64 (Fashion-MNIST 10/class) and frozen@64-224 (100/class, "
                        "digits), 'Advisor calibration' vs 'Accuracy' (Fashion-MNIST 6000/class); "
@@ -141,7 +141,7 @@ UPSAMPLE_LIMIT = Rule(4.0, "input sizes past this multiple of the native size ga
 # sets, half an epoch on the large one. The curve falls steeply (power 2): fashion-10 goes 45 → 25 % error from 3 to
 # 10 epochs, then 24.4 and 23.4 % at 30 and 100. (The former rule, power 1 and half 25 steps under 1 000 images,
 # credited 100 epochs on 80 images with halving the 10-epoch error; the plans' expected accuracy on Fashion-MNIST
-# 10/class came out 9-17 points high.) Digits stay out: 0 of 360 errors from 10 epochs on, a ceiling.
+# 10/class came out 13-17 points high.) Digits stay out: 0 of 360 errors from 10 epochs on, a ceiling.
 SCHEDULE_HALF = Rule(31.1, "optimizer steps where the schedule's excess error equals its plateau error, at 1 000 "
                      "training images (× (N / 1000) ^ 0.68)",
                      "planner_calibration.json fashion-10, fashion-100 (3-100 epochs) + Fashion-MNIST 6000/class "
@@ -185,7 +185,8 @@ def expected_note() -> str:
 
 
 def schedule_half(train_images: int, similar: bool = False) -> float:
-    """The steps at which a schedule's excess error equals its plateau error, for ``train_images`` images."""
+    """The steps at which a schedule's excess error equals its plateau error, for ``train_images`` images
+    (``similar``: ImageNet-like data, its own rule)."""
     half = SIMILAR_SCHEDULE_HALF if similar else SCHEDULE_HALF
     return half.value * (max(int(train_images), 1) / 1000) ** SCHEDULE_HALF_POWER.value
 
@@ -200,12 +201,12 @@ def schedule_factor(steps: float, reference_steps: float, train_images: int = 10
 SIMILAR_QUADRANTS = (2, 4)  # the size-similarity matrix's ImageNet-like cells (advisor.plan.QUADRANTS, similar=True)
 
 
-LARGE_IMAGES = 48_000  # the training-set size of the large-data resolution evidence
-
-
 def is_similar(quadrant: int) -> bool:
     """Whether the advisor's ``quadrant`` holds ImageNet-like data (its own resolution and depth factors)."""
     return quadrant in SIMILAR_QUADRANTS
+
+
+LARGE_IMAGES = 48_000  # the training-set size of the large-data resolution evidence
 
 
 def resolution_factor(size: int, native: float, kind: str, train_images: int = 1000, similar: bool = False) -> float:
