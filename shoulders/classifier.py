@@ -167,7 +167,8 @@ class TransferClassifier:
         result = fit_model(model, strategy, splits, cfg, data_config, run_dir=run_dir, resume=resume,
                            cache_identity=identity if cfg.model.pretrained else None,
                            deadline=deadline(start, plan.recipe), stretch=stretch(plan.recipe))
-        result.runtime["timing"] = timing(start, plan.recipe, result.runtime.get("replans"))
+        result.runtime["timing"] = timing(start, plan.recipe, result.runtime.get("replans"), result.history,
+                                          result.runtime.get("test_seconds"))
         _say(cfg, result.runtime["timing"]["line"])
         self.weights_, self.plan_ = weights, plan
         self.advice_ = None if advice is None else {**advice, "plan": plan.to_dict(), "advised_plan": advice["plan"]}

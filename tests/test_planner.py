@@ -704,3 +704,23 @@ def test_the_timing_line_says_when_the_keeper_replanned():
     longer = timing(time.perf_counter() - 110, recipe, [{"planned_steps": 200, "new_steps": 400},
                                                         {"planned_steps": 400, "new_steps": 380}])
     assert "re-planned 200 steps to 380 as the steps ran faster" in longer["line"] and longer["ratio"] > 1
+    assert "actual_parts" not in plain  # without the epochs' and the test pass's seconds, only the total
+
+
+def test_the_actual_parts_stand_beside_the_predicted_ones():
+    """A fine-tuning run's epochs (validation included) and test pass are timed; the rest of the wall time since the
+    start, less the advice, is the set-up. A resumed run, whose history holds earlier epochs, records no parts."""
+    import time
+
+    from shoulders.planner.timing import timing
+
+    recipe = {"predicted_seconds": 100.0, "budget_seconds": 120.0,
+              "seconds": {"advice": 10.0, "setup": 3.0, "train": 70.0, "evaluate": 17.0}}
+    history = [{"epoch": 1, "seconds": 30.0}, {"epoch": 2, "seconds": 31.5}]
+    out = timing(time.perf_counter() - 90, recipe, None, history, 12.25)
+    parts = out["actual_parts"]
+    assert (parts["advice"], parts["train"], parts["evaluate"]) == (10.0, 61.5, 12.2)
+    assert parts["setup"] == pytest.approx(out["actual_seconds"] - 10.0 - 61.5 - 12.2, abs=0.11) and parts["setup"] > 0
+    assert out["predicted_parts"] == recipe["seconds"]
+    resumed = timing(time.perf_counter() - 20, recipe, None, history, 12.25)
+    assert "actual_parts" not in resumed

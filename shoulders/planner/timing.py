@@ -40,13 +40,23 @@ def stretch(recipe: dict[str, Any] | None) -> float:
     return MAX_STRETCH
 
 
-def timing(start: float, recipe: dict[str, Any] | None, replans: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def timing(start: float, recipe: dict[str, Any] | None, replans: list[dict[str, Any]] | None = None,
+           history: list[dict[str, Any]] | None = None, test_seconds: float | None = None) -> dict[str, Any]:
     """Actual seconds since ``start`` beside the prediction and the budget (for config.json and the terminal); where
     the budget keeper re-planned (``replans``, the trainer's record), the line says from how many steps to how many,
-    since the prediction is the plan's, made before training."""
+    since the prediction is the plan's, made before training. A fine-tuning run's ``history`` (seconds per epoch,
+    validation included) and ``test_seconds`` give the actual parts beside the predicted ones (``actual_parts``:
+    advice, train, evaluate, and the rest as setup)."""
     actual = round(time.perf_counter() - start, 1)
     if not recipe:
         return {"actual_seconds": actual, "line": f"took {format_duration(actual)}"}
+    parts = None
+    if history and test_seconds is not None:
+        parts = {"advice": recipe["seconds"].get("advice", 0.0),  # measured, not predicted: it ran before the plan
+                 "train": round(sum(h.get("seconds", 0.0) for h in history), 1), "evaluate": round(test_seconds, 1)}
+        parts["setup"] = round(actual - sum(parts.values()), 1)
+        if parts["setup"] < 0:  # a resumed run: its history holds epochs an earlier process trained
+            parts = None
     predicted, budget = recipe["predicted_seconds"], recipe.get("budget_seconds")
     limit = f", budget {format_duration(budget)}" if budget else ""
     kept = ""
@@ -55,7 +65,8 @@ def timing(start: float, recipe: dict[str, Any] | None, replans: list[dict[str, 
         kept = (f"; the budget keeper re-planned {first['planned_steps']} steps to {last['new_steps']} as the steps "
                 f"ran {'faster' if last['new_steps'] > first['planned_steps'] else 'slower'} than the probe measured")
     return {"actual_seconds": actual, "predicted_seconds": predicted, "budget_seconds": budget,
-            "predicted_parts": recipe["seconds"], "ratio": round(actual / predicted, 3) if predicted else None,
+            "predicted_parts": recipe["seconds"], **({"actual_parts": parts} if parts else {}),
+            "ratio": round(actual / predicted, 3) if predicted else None,
             "line": f"took {format_duration(actual)} (predicted {format_duration(predicted)}{limit}){kept}"}
 
 

@@ -57,7 +57,9 @@ def fit_phases(run: RunContext, resume: bool) -> FitResult:
         state.phase_index, state.phase_epoch = phase_index + 1, 0
     run.model.load_state_dict(state.best_weights)
     metrics = state.metrics()
-    _test_metrics(run, metrics)
+    test_seconds = _test_metrics(run, metrics)
+    if test_seconds is not None:
+        runtime["test_seconds"] = round(test_seconds, 2)
     if keeper is not None:
         runtime.update(planned_steps=keeper.planned_steps, steps_run=keeper.done, replans=keeper.replans)
     return FitResult(state.history, metrics, state.phases, runtime)
@@ -131,10 +133,13 @@ def _run_epoch(run: RunContext, phase: Phase, optimizer: Any, scheduler: Any, sc
     run.report_epoch(state.history)
 
 
-def _test_metrics(run: RunContext, metrics: dict[str, Any]) -> None:
+def _test_metrics(run: RunContext, metrics: dict[str, Any]) -> float | None:
+    """Adds the test scores to ``metrics``, when there is a test split; returns the seconds the pass took."""
     if run.splits.test is not None and len(run.splits.test):
         test = run.evaluate(run.model, run.loader(run.splits.test, run.eval_tf, train=False))
         metrics.update(test_accuracy=test["accuracy"], test_loss=test["loss"], test_images=test["images"])
+        return float(test["seconds"])
+    return None
 
 
 def _probe_features(run: RunContext, samples: Any) -> tuple[Any, Any]:
