@@ -90,15 +90,20 @@ def _schedule_groups(rows: list[dict[str, Any]], sets: tuple[str, ...] | None = 
     return {k: v for k, v in groups.items() if len(v[1]) >= 2}
 
 
+def _shape(half: float, p: float, power: float, n: int, steps: np.ndarray) -> np.ndarray:
+    """log(1 + (half × (N / 1000) ** p / steps) ** power): the schedule's excess error, in log."""
+    return np.log1p((half * (n / 1000) ** p / steps) ** power)
+
+
 def _best_on_grid(groups: dict[tuple[str, int], Any], grid: list[tuple[float, float, float]]) -> tuple[float, ...]:
     """The (sse, half at 1000 images, size power, power) of ``grid`` with the least squared residual of log error
-    against ``log(1 + (half × (N / 1000) ** p / steps) ** power)``, each group's level in closed form."""
+    against :func:`_shape`, each group's level in closed form."""
     data = [(n, *np.array(points).T) for n, points in groups.values()]
     best: tuple[float, ...] | None = None
     for half, p, power in grid:
         sse = 0.0
         for n, s, le in data:
-            shape = np.log1p((half * (n / 1000) ** p / s) ** power)
+            shape = _shape(half, p, power, n, s)
             sse += float(np.sum((le - np.mean(le - shape) - shape) ** 2))
         if best is None or sse < best[0]:
             best = (sse, half, p, power)
@@ -111,7 +116,7 @@ def _schedule_fit(groups: dict[tuple[str, int], Any], grid: list[tuple[float, fl
     fitted = {}
     for (name, size), (n, points) in groups.items():
         s, le = np.array(points).T
-        shape = np.log1p((half * (n / 1000) ** p / s) ** power)
+        shape = _shape(half, p, power, n, s)
         level = float(np.mean(le - shape))
         fitted[f"{name} {size} px (N = {n})"] = {
             "plateau_error_pct": round(100 * math.exp(level), 3), "half_steps": round(half * (n / 1000) ** p, 1),
@@ -159,7 +164,7 @@ def fit_resolution(rows: list[dict[str, Any]]) -> dict[str, Any]:
                 best = (sse, limit, slope)
         sse, limit, slope = best  # type: ignore[misc]
         by_set_factor = {}
-        for name in {n for n, _, _ in pairs}:
+        for name in sorted({n for n, _, _ in pairs}):
             own, _ = _slope([p for p in pairs if p[0] == name], limit)
             by_set_factor[name] = round(2 ** own, 3) if own is not None else None
         out[kind] = {"factor_per_doubling": round(2 ** slope, 3), "limit_x_native": limit, "sse": round(sse, 4),

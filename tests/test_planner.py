@@ -62,7 +62,7 @@ def test_planner_stays_within_budget_and_reports_the_prediction():
         assert recipe.summary.startswith(f"plan: {recipe.strategy}")
         assert "img/s" in recipe.summary and format_duration(recipe.predicted_seconds) in recipe.summary
         again = predict(Candidate(recipe.strategy, recipe.image_size, recipe.epochs, recipe.trainable_blocks,
-                                  recipe.augment, recipe.head_init == "probe"), facts, tp, spent=5.0, batch_size=64)
+                                  recipe.augment, recipe.head_init == "probe"), facts, tp, spent=5.0)
         assert sum(again.values()) == pytest.approx(recipe.predicted_seconds, abs=0.1)
 
 
@@ -183,7 +183,7 @@ def test_loading_is_priced_per_size_and_transform():
     assert tp.per_image(224, "features", "eval") == pytest.approx(0.01)
     assert tp.per_image(200, "full") == pytest.approx(0.02)  # the nearest measured size
     facts = _facts()
-    frozen = predict(Candidate("frozen", 64, 1, augment="light"), facts, tp, spent=0.0, batch_size=32)
+    frozen = predict(Candidate("frozen", 64, 1, augment="light"), facts, tp, spent=0.0)
     views = facts.train_images * 4 * 0.002 + (facts.val_images + facts.test_images) * 0.001
     assert frozen["features"] == pytest.approx(views, rel=0.01)  # views through training's, the rest evaluation's
     assert Throughput(rates, load_seconds=0.5).per_image(64, "evaluate") == pytest.approx(0.5)  # no table: the figure

@@ -105,7 +105,7 @@ class Recipe:
         return asdict(self)
 
 
-def predict(c: Candidate, facts: DataFacts, tp: Throughput, *, spent: float, batch_size: int) -> dict[str, float]:
+def predict(c: Candidate, facts: DataFacts, tp: Throughput, *, spent: float) -> dict[str, float]:
     """Seconds per part of the run for candidate ``c``."""
     size = c.image_size
     out = {"advice": spent, "setup": SETUP_SECONDS}
@@ -187,7 +187,7 @@ def estimate_all(facts: DataFacts, tp: Throughput, *, anchor_error: float, spent
                  sizes: Sequence[int], depths: Sequence[int], augment: str,
                  fixed: Constraints = Constraints()) -> list[Estimate]:
     """Every candidate with its predicted seconds and expected accuracy."""
-    return [Estimate(c, predict(c, facts, tp, spent=spent, batch_size=batch_size),
+    return [Estimate(c, predict(c, facts, tp, spent=spent),
                      _accuracy(c, facts, anchor_error, batch_size))
             for c in candidates(facts, sizes=sizes, depths=depths, augment=augment, fixed=fixed)]
 
@@ -202,7 +202,7 @@ def filling(estimates: list[Estimate], facts: DataFacts, tp: Throughput, *, limi
         fitting = []
         for t in tenths:  # the time grows with the epochs: the fitting ones come first
             c = replace(family, epochs=t / 10)
-            seconds = predict(c, facts, tp, spent=spent, batch_size=batch_size)
+            seconds = predict(c, facts, tp, spent=spent)
             if sum(seconds.values()) > limit:
                 break
             fitting.append((c, seconds))
