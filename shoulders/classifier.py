@@ -158,7 +158,8 @@ class TransferClassifier:
                                                head_dropout=user.model.head_dropout)
         advised, advice = self._advise(user, splits, model, start)
         cfg, plan = resolve_config(user, advised, BackboneFacts.of(model, user.model.backbone),
-                                   MachineFacts.of(ctx), splits.train.labels, len(splits.classes))
+                                   MachineFacts.of(ctx), splits.train.labels, len(splits.classes),
+                                   native=_native_median(advised, splits, user.train.seed))
         _say(cfg, plan.recipe and plan.recipe["summary"])
         data_config = resolve_data_config(model, cfg.data.image_size, cfg.data.crop_pct)
         strategy = create_strategy(cfg.strategy)
@@ -357,6 +358,15 @@ _KEYWORDS = ("backbone", "strategy", "weights", "pretrained", "epochs", "lr", "b
 
 def _fixed_features(strategy: str) -> bool:
     return strategy in STRATEGIES and STRATEGIES.get(strategy).uses_feature_cache
+
+
+def _native_median(plan: Plan | None, splits: DataSplits, seed: int) -> float:
+    """The training images' median shorter side: the planner's measurement, else measured here (array shapes,
+    or a sample of file headers)."""
+    from .planner.data_facts import native_size
+
+    recorded = ((plan.recipe if plan is not None else None) or {}).get("native_size")
+    return float(recorded["median"]) if recorded else native_size(splits.train, seed=seed).median
 
 
 def _recorded_plan(cfg: RunConfig, recorded: dict[str, Any]) -> Plan:

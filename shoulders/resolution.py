@@ -119,7 +119,8 @@ def _check_choice(parameter: str, value: str | None, valid: tuple[str, ...]) -> 
 
 
 def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
-                   machine: MachineFacts, train_labels: Any = None, num_classes: int = 0) -> tuple[RunConfig, Plan]:
+                   machine: MachineFacts, train_labels: Any = None, num_classes: int = 0,
+                   native: float | None = None) -> tuple[RunConfig, Plan]:
     """The config that runs, and the plan that goes with it; ``user`` is not modified.
 
     Args:
@@ -129,12 +130,15 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
         machine: the device, its native precisions and its default loader workers.
         train_labels: the training split's labels (of ``num_classes`` classes): ``class_weight='auto'`` turns
             class-balanced loss weights on when they are imbalanced (``shoulders.train.imbalance``).
+        native: the training images' median shorter side in pixels, for the centre crop (``shoulders.data.crop``;
+            ``None``: the backbone's crop unless the user set one).
 
     Returns:
         (resolved config, effective plan). The plan's numbers are the resolved config's; its reasons are the
         advisor's (or "chosen by the user") followed by one sentence per setting the user overrode.
     """
     from .advisor.plan import Plan
+    from .data.crop import crop_decision
     from .explain.tta_rule import tta_decision
     from .train.device import choose_precision
 
@@ -159,7 +163,9 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     d.image_size = _set(d.image_size, plan.image_size, notes, "image_size") or backbone.image_size
     # LP-FT only where fine-tuning follows: the frozen strategy's head is the probe itself
     s.head_init = "default" if cls.uses_feature_cache else _set(s.head_init, plan.head_init, notes, "head_init")
-    d.crop_pct = d.crop_pct or backbone.crop_pct
+    crop = crop_decision(d.crop_pct, backbone_crop=backbone.crop_pct, backbone_size=backbone.image_size,
+                         native=native, fine_tunes=not cls.uses_feature_cache, augment=d.augment)
+    d.crop_pct = crop.crop_pct
     d.batch_size = d.batch_size or DEFAULT_BATCH_SIZE
     d.num_workers = machine.num_workers if d.num_workers is None else d.num_workers
     t.device = machine.device if t.device == "auto" else t.device
@@ -169,7 +175,8 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     weighting = _class_weight(t.class_weight, train_labels, num_classes)
     t.class_weight = weighting.mode
     tta = tta_decision(d.hflip)  # the measured rule: on by default only where it paid on the benchmark sets
-    reasons = [*plan.reasons, *(r for r in (weighting.reason,) if r), f"test-time augmentation: {tta.reason}"]
+    reasons = [*plan.reasons, *(r for r in (weighting.reason,) if r), f"centre crop: {crop.reason}",
+               f"test-time augmentation: {tta.reason}"]
     effective = Plan(strategy=name, epochs=t.epochs, lr=t.lr, augment=d.augment, trainable_blocks=s.trainable_blocks,
                      head_epochs=s.head_epochs, backbone_lr_mult=t.backbone_lr_mult, class_weight=t.class_weight,
                      reasons=reasons + notes, image_size=d.image_size,

@@ -520,8 +520,11 @@ def test_lpft_head_at_step_zero_equals_the_linear_probe(monkeypatch):
         return info
 
     monkeypatch.setattr(finetune, "init_head_from_probe", spy)
-    lpft = _tiny_fit(strategy="full", epochs=1, config={"strategy.head_init": "probe", "data.augment": "none"})
-    probe = _tiny_fit(strategy="frozen", config={"data.augment": "none", "train.feature_cache": False})
+    # the same view for both (the crop rule would give the fine-tune the whole frame and the frozen head 0.875)
+    lpft = _tiny_fit(strategy="full", epochs=1, config={"strategy.head_init": "probe", "data.augment": "none",
+                                                         "data.crop_pct": 0.875})
+    probe = _tiny_fit(strategy="frozen", config={"data.augment": "none", "train.feature_cache": False,
+                                                 "data.crop_pct": 0.875})
     head = probe.model_.get_classifier()
     assert torch.allclose(captured["weight"], head.weight, atol=1e-5)
     assert torch.allclose(captured["bias"], head.bias, atol=1e-5)

@@ -52,6 +52,21 @@ class TestResolveConfig:
         assert (out.train.device, out.train.precision, out.train.inference_precision) == ("cpu", "fp32", "bf16")
         assert (out.strategy.head_solver, out.strategy.trainable_blocks, out.train.epochs) == ("lbfgs", 0, 30)
 
+    def test_small_images_fine_tuned_without_augmentation_keep_the_whole_frame(self) -> None:
+        """Quadrant 1's recipe (full, no augmentation) on 28 px images: no centre crop, with its reason; the same
+        images under random-crop augmentation, the frozen features and large images keep the backbone's crop."""
+        out, plan = resolve_config(user(), plan_for_quadrant(1), BACKBONE, CPU, native=28)
+        assert out.data.crop_pct == 1.0 and out.data.augment == "none"
+        assert any(r.startswith("centre crop: the whole image") and "28 px" in r for r in plan.reasons)
+        kept = [resolve_config(user(), plan_for_quadrant(3, depth=4), BACKBONE, CPU, native=28),  # light
+                resolve_config(user(strategy="frozen"), None, BACKBONE, CPU, native=28),
+                resolve_config(user(), plan_for_quadrant(1), BACKBONE, CPU, native=300),
+                resolve_config(user(), plan_for_quadrant(1), BACKBONE, CPU)]  # size unknown
+        assert [o.data.crop_pct for o, _ in kept] == [0.875] * 4
+        assert all(any(r.startswith("centre crop: the backbone's 0.875") for r in p.reasons) for _, p in kept)
+        mine, plan = resolve_config(user(crop_pct=0.95), plan_for_quadrant(1), BACKBONE, CPU, native=28)
+        assert mine.data.crop_pct == 0.95 and "centre crop: crop_pct 0.95 set by the user" in plan.reasons
+
     def test_resolving_a_resolved_config_changes_nothing(self) -> None:
         once, _ = resolve_config(user(), plan_for_quadrant(2, depth=3), BACKBONE, CPU)
         twice, _ = resolve_config(once, None, BACKBONE, MachineFacts("cpu", native_bf16=False, num_workers=4))
@@ -203,6 +218,9 @@ def test_config_passed_in_is_honoured(image_folder: Path) -> None:
     clf = TransferClassifier(config=cfg).fit(image_folder)
     assert (clf.config_.strategy.name, clf.config_.data.batch_size) == ("full", 16)
     assert clf.strategy_["name"] == clf.plan_.strategy == "full" and clf.advice_ is None
+    # 16 px images fine-tuned without augmentation: the whole frame, in what trained and what predicts
+    assert clf.config_.data.crop_pct == clf.data_config_["crop_pct"] == 1.0 and clf.config_.data.augment == "none"
+    assert any("centre crop: the whole image" in r and "16 px" in r for r in clf.plan_.reasons)
     assert TransferClassifier(config=cfg, epochs=2).build_config().train.epochs == 2  # a keyword overrides it
     assert cfg.train.epochs == 1  # and the caller's config is left alone
 
