@@ -140,7 +140,6 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     from .advisor.plan import Plan
     from .data.crop import crop_decision
     from .explain.tta_rule import tta_decision
-    from .train.device import choose_precision
 
     out = user.copy()
     name, plan, notes = _strategy(user, plan)
@@ -166,12 +165,7 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
     crop = crop_decision(d.crop_pct, backbone_crop=backbone.crop_pct, backbone_size=backbone.image_size,
                          native=native, fine_tunes=not cls.uses_feature_cache, augment=d.augment)
     d.crop_pct = crop.crop_pct
-    d.batch_size = d.batch_size or DEFAULT_BATCH_SIZE
-    d.num_workers = machine.num_workers if d.num_workers is None else d.num_workers
-    t.device = machine.device if t.device == "auto" else t.device
-    precision = choose_precision(t.precision, t.inference_precision, t.device.split(":")[0],
-                                 machine.native_bf16, fixed_features=cls.uses_feature_cache)
-    t.precision, t.inference_precision = precision.train, precision.inference
+    _machine_settings(out, machine, fixed_features=cls.uses_feature_cache)
     weighting = _class_weight(t.class_weight, train_labels, num_classes)
     t.class_weight = weighting.mode
     tta = tta_decision(d.hflip)  # the measured rule: on by default only where it paid on the benchmark sets
@@ -183,6 +177,19 @@ def resolve_config(user: RunConfig, plan: Plan | None, backbone: BackboneFacts,
                      head_init=s.head_init, label_smoothing=t.label_smoothing, recipe=plan.recipe,
                      tta=tta.to_dict(), max_steps=t.max_steps)
     return out, effective
+
+
+def _machine_settings(out: RunConfig, machine: MachineFacts, *, fixed_features: bool) -> None:
+    """What the machine decides in ``out`` where the user did not: batch, loader workers, device, precisions."""
+    from .train.device import choose_precision
+
+    d, t = out.data, out.train
+    d.batch_size = d.batch_size or DEFAULT_BATCH_SIZE
+    d.num_workers = machine.num_workers if d.num_workers is None else d.num_workers
+    t.device = machine.device if t.device == "auto" else t.device
+    precision = choose_precision(t.precision, t.inference_precision, t.device.split(":")[0],
+                                 machine.native_bf16, fixed_features=fixed_features)
+    t.precision, t.inference_precision = precision.train, precision.inference
 
 
 def _head_solver(solver: str | None, *, linear_head: bool, frozen: bool) -> str:
