@@ -621,14 +621,15 @@ def test_the_plans_part_epoch_reaches_the_config_and_yields_to_the_users_epochs(
 def test_chosen_depth_follows_the_data_and_the_budget():
     tp = _throughput()
     small_different = plan_recipe(_facts(quadrant=3), tp, budget=60, anchor_error=0.2)
-    large_tiny = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=50, anchor_error=0.2)
-    large_tight = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=90, anchor_error=0.2)
+    large_tiny = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=40, anchor_error=0.2)
+    large_tight = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=50, anchor_error=0.2)
     large_roomy = plan_recipe(_facts(per_class=2000, quadrant=1), tp, budget=300, anchor_error=0.2)
     # small, different data: the top 4 blocks at auto's rate beat all of them at equal time (gains.py's evidence)
     assert (small_different.strategy, small_different.trainable_blocks) == ("partial", 4)
     assert any("beats full" in r for r in small_different.reasons)
-    assert large_tiny.strategy == "frozen"  # 16 000 images in 50 s: not one epoch of fine-tuning fits
-    assert (large_tight.strategy, large_tight.trainable_blocks) == ("partial", 4)  # its cheaper steps fit the budget
+    assert large_tiny.strategy == "frozen"  # 16 000 images in 40 s: not one epoch of fine-tuning fits
+    assert large_tight.strategy == "partial"  # one epoch of the top blocks' cheaper steps fits, of all of them not
+    assert any("beats full" in r or "only one of" in r for r in large_tight.reasons)
     assert large_roomy.strategy == "full"
 
 
@@ -668,10 +669,10 @@ def test_a_large_data_set_plans_the_epochs_its_budget_allows():
     facts, tp = _facts(per_class=6000, quadrant=1), _throughput(0.5)
     recipe = plan_recipe(facts, tp, budget=3600, anchor_error=0.1)
     assert recipe.strategy == "full" and recipe.predicted_seconds >= 0.8 * 3600 * BUDGET_SHARE
-    # the joint fit's half-way steps (gains.SCHEDULE_HALF): 5.6 at N = 80, 27 at 800, 433 at 48 000
-    for n, half in ((80, 5.6), (800, 26.7), (48_000, 433)):
+    # the joint fit's half-way steps (gains.SCHEDULE_HALF): 4.9 at N = 80, 16.6 at 800, 146 at 48 000
+    for n, half in ((80, 4.9), (800, 16.6), (48_000, 145.5)):
         assert gains.schedule_half(n) == pytest.approx(half, rel=0.02), n
-    assert gains.schedule_half(192, similar=True) == pytest.approx(13.7, rel=0.02)  # photos keep gaining longer
+    assert gains.schedule_half(192, similar=True) == pytest.approx(13.0, rel=0.02)  # photos keep gaining longer
 
 
 def test_resolution_pays_more_on_large_data_as_measured():
